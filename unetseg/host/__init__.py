@@ -1,0 +1,12 @@
+"""MRML host layer: the same code in the Slicer app and on ``slicer-core`` (no app, no Qt).
+
+Functions take the scene or nodes as arguments and use only storage nodes, module logics and
+``slicer.util`` array helpers (never ``slicer.app`` or ``slicer.modules``). Slicer's camelCase
+naming is used here.
+
+- ``scene_io``: ``newScene``, ``loadVolume``, ``loadSegmentation``, ``saveSegmentation``.
+- ``volumes``: ``volumeToArray`` / ``volumeGeometry`` (array (K, J, I) + engine ``Geometry``).
+- ``matching``: ``matchInputs`` (volumes to model inputs by name / SeriesDescription).
+- ``segmentation``: ``writeLabelmapToSegmentation`` (label map to segments with terminology).
+- ``report``: ``segmentStatistics`` (segment volumes, lesion table).
+"""

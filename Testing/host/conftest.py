@@ -1,0 +1,59 @@
+"""Fixtures for host-layer tests: a real MRML scene (slicer-core) and volumes from real files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from unetseg.host.scene_io import loadVolume, newScene
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def obliqueIjkToRas(spacing=(0.8, 1.1, 2.5), origin=(-20.0, 14.5, 31.25)) -> np.ndarray:
+    """IJKToRAS rotated 20 deg about S then 15 deg about A, with anisotropic (I, J, K) spacing."""
+    a, b = np.radians(20.0), np.radians(15.0)
+    about_s = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    about_a = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    matrix = np.eye(4)
+    matrix[:3, :3] = about_s @ about_a @ np.diag(spacing)
+    matrix[:3, 3] = origin
+    return matrix
+
+
+OBLIQUE_IJK_TO_RAS = obliqueIjkToRas()
+
+
+@pytest.fixture
+def oblique_affine() -> np.ndarray:
+    """Oblique, anisotropic IJKToRAS (NIfTI affine) used by ``make_volume`` by default."""
+    return OBLIQUE_IJK_TO_RAS.copy()
+
+
+@pytest.fixture
+def scene():
+    """A fresh scene with the colour, subject hierarchy and segmentations logics."""
+    return newScene()
+
+
+@pytest.fixture
+def make_volume(scene, tmp_path) -> Callable:
+    """Factory: write a (K, J, I) array as NIfTI with the given IJKToRAS and load it."""
+
+    def make(array: np.ndarray, ijk_to_ras: np.ndarray = OBLIQUE_IJK_TO_RAS, name: str = "ref"):
+        path = tmp_path / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(np.asarray(array).transpose(2, 1, 0), ijk_to_ras), path)
+        return loadVolume(scene, path, name=name)
+
+    return make
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} not available")
+    return SHARED_DATA

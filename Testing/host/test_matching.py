@@ -1,0 +1,225 @@
+"""Matching volumes to model inputs: naming styles, series descriptions, ambiguity, overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unetseg.engine.manifest import InputSpec
+from unetseg.host.matching import (
+    Candidate,
+    MissingInputError,
+    describeVolume,
+    matchInputs,
+    matchScore,
+    patternSpecificity,
+)
+
+# BraTS-style 4-sequence brain model inputs, as in a manifest.
+INPUTS = [
+    {
+        "name": "t1c",
+        "title": "T1 post-contrast",
+        "required": True,
+        "name_patterns": ["*t1c*", "*t1*gd*", "*t1*post*", "*t1ce*"],
+        "series_description_patterns": ["*t1*post*", "*t1*gd*", "*mprage*gd*"],
+    },
+    {
+        "name": "t1",
+        "title": "T1 native",
+        "required": True,
+        "name_patterns": ["*t1*"],
+        "series_description_patterns": ["*t1*"],
+    },
+    {
+        "name": "t2",
+        "title": "T2",
+        "required": True,
+        "name_patterns": ["*t2*"],
+        "series_description_patterns": ["*t2*"],
+    },
+    {
+        "name": "flair",
+        "title": "T2 FLAIR",
+        "required": False,
+        "name_patterns": ["*flair*", "*t2f*"],
+        "series_description_patterns": ["*flair*"],
+    },
+]
+
+
+def _names(result) -> dict[str, str]:
+    return {
+        name: item.name if isinstance(item, Candidate) else str(item)
+        for name, item in result.assigned.items()
+    }
+
+
+def test_specificity_counts_literal_characters():
+    assert patternSpecificity("*t1*gd*") == 4
+    assert patternSpecificity("*t2*") == 2
+    assert patternSpecificity("[Tt]1?post") == 6
+
+
+def test_brats_2023_names_prefer_most_specific_pattern():
+    # t2f must go to FLAIR (*t2f*, 3 literals) although *t2* (2) also matches it.
+    candidates = [Candidate(f"BraTS-GLI-00001-000-{s}") for s in ("t2f", "t1n", "t2w", "t1c")]
+
+    result = matchInputs(candidates, INPUTS)
+
+    assert _names(result) == {
+        "t1c": "BraTS-GLI-00001-000-t1c",
+        "t1": "BraTS-GLI-00001-000-t1n",
+        "t2": "BraTS-GLI-00001-000-t2w",
+        "flair": "BraTS-GLI-00001-000-t2f",
+    }
+    assert result.missingRequired == result.missingOptional == []
+    assert result.ambiguous == {}
+
+
+def test_mixed_naming_styles_with_file_paths():
+    candidates = [
+        Path("/data/case7/flair.nii.gz"),
+        Candidate("T1-Gd"),
+        Candidate("Ax T2 FSE"),
+        Candidate("BraTS_001_t1"),
+    ]
+
+    result = matchInputs(candidates, INPUTS)
+
+    assert result.assigned["flair"] == Path("/data/case7/flair.nii.gz")
+    assert _names(result) | {"flair": "flair"} == {
+        "t1c": "T1-Gd",
+        "t1": "BraTS_001_t1",
+        "t2": "Ax T2 FSE",
+        "flair": "flair",
+    }
+
+
+def test_series_descriptions_decide_for_dicom_like_names():
+    candidates = [
+        Candidate("3: Series", seriesDescription="AX T2 FLAIR"),
+        Candidate("4: Series", seriesDescription="SAG T1 MPRAGE GD"),
+        Candidate("5: Series", seriesDescription="AX T2 FSE"),
+        Candidate("6: Series", seriesDescription="AX T1 SE"),
+    ]
+
+    result = matchInputs(candidates, INPUTS)
+
+    assert {k: v.seriesDescription for k, v in result.assigned.items()} == {
+        "flair": "AX T2 FLAIR",
+        "t1c": "SAG T1 MPRAGE GD",
+        "t2": "AX T2 FSE",
+        "t1": "AX T1 SE",
+    }
+
+
+def test_catch_all_pattern_matches_with_lowest_priority():
+    inputs = [{"name": "ct", "name_patterns": ["*"]}, {"name": "mask", "name_patterns": ["*mask*"]}]
+
+    result = matchInputs([Candidate("lung_mask"), Candidate("Chest CT 3mm")], inputs)
+
+    assert _names(result) == {"ct": "Chest CT 3mm", "mask": "lung_mask"}
+    assert result.scores == {"ct": 1, "mask": 5}
+
+
+def test_optimal_assignment_beats_greedy():
+    # Greedy would give "x_t1c" to t1 (score 3) and leave t1c empty.
+    inputs = [
+        {"name": "t1", "name_patterns": ["*t1c*", "*t1*"]},
+        {"name": "t1c", "name_patterns": ["*t1c*"]},
+    ]
+
+    result = matchInputs([Candidate("x_t1c"), Candidate("x_t1")], inputs)
+
+    assert _names(result) == {"t1": "x_t1", "t1c": "x_t1c"}
+
+
+def test_ambiguous_candidates_are_reported_and_first_wins():
+    candidates = [Candidate("t1c_run1"), Candidate("t1c_run2"), Candidate("t1"), Candidate("t2")]
+
+    result = matchInputs(candidates, INPUTS)
+
+    assert result.assigned["t1c"].name == "t1c_run1"
+    assert [c.name for c in result.ambiguous["t1c"]] == ["t1c_run2"]
+    assert result.missingOptional == ["flair"]
+
+
+def test_overrides_take_precedence():
+    candidates = [Candidate("t1c_a"), Candidate("t1c_b"), Candidate("t1"), Candidate("t2")]
+    other = Candidate("anything")
+
+    byName = matchInputs(candidates, INPUTS, overrides={"t1c": "t1c_b"})
+    byObject = matchInputs(candidates, INPUTS, overrides={"t1": other, "flair": None})
+
+    assert _names(byName)["t1c"] == "t1c_b"
+    assert byName.ambiguous == {}
+    assert byObject.assigned["t1"] is other
+    assert byObject.scores["t1"] == 0
+    assert "flair" in byObject.missingOptional
+    with pytest.raises(ValueError, match="unknown input"):
+        matchInputs(candidates, INPUTS, overrides={"t3": "t1"})
+    with pytest.raises(ValueError, match="more than one input"):
+        matchInputs(candidates, INPUTS, overrides={"t1": "t1", "t2": "t1"})
+    with pytest.raises(ValueError, match="matches 0"):
+        matchInputs(candidates, INPUTS, overrides={"t1": "nonexistent"})
+
+
+def test_missing_required_input_names_title_and_patterns():
+    candidates = [Candidate("t1c"), Candidate("flair")]
+
+    with pytest.raises(MissingInputError) as error:
+        matchInputs(candidates, INPUTS)
+    result = matchInputs(candidates, INPUTS, raiseOnMissing=False)
+
+    message = str(error.value)
+    assert "T1 native ('t1')" in message and "'*t1*'" in message
+    assert "T2 ('t2')" in message
+    assert [name for name, _, _ in error.value.inputs] == ["t1", "t2"]
+    assert result.missingRequired == ["t1", "t2"]
+    assert result.missingOptional == []
+
+
+def test_input_spec_objects_are_accepted():
+    specs = [
+        InputSpec.from_manifest({**spec, "normalization": {"method": "none"}}) for spec in INPUTS
+    ]
+
+    assert (
+        matchScore(specs[0], Candidate("T1-Gd")) == matchScore(INPUTS[0], Candidate("T1-Gd")) == 5
+    )
+
+
+def test_volume_nodes_by_name_file_and_dicom_attribute(make_volume):
+    zeros = np.zeros((2, 3, 4), np.int16)
+    t1c = make_volume(zeros, name="BraTS_001_t1c")
+    t2 = make_volume(zeros, name="case_T2w")
+    t2.SetName("Volume")  # node renamed: the storage file name still matches
+    flair = make_volume(zeros, name="series7")
+    flair.SetAttribute("DICOM.SeriesDescription", "AX FLAIR")
+    t1 = make_volume(zeros, name="series8")
+
+    candidate = describeVolume(t2)
+    result = matchInputs([t1, flair, t2, t1c], INPUTS, overrides={"t1": t1.GetID()})
+
+    assert candidate.fileName == "case_T2w.nii.gz"
+    assert result.assigned == {"t1": t1, "t1c": t1c, "t2": t2, "flair": flair}
+    assert describeVolume(t1, seriesDescription="AX T1").seriesDescription == "AX T1"
+
+
+@pytest.mark.shared_data
+def test_real_brats_met_files(shared_data):
+    folder = shared_data / "brats_met_unlabeled"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not available")
+
+    result = matchInputs(sorted(folder.glob("*.nii.gz")), INPUTS)
+
+    assert {k: Path(v).name for k, v in result.assigned.items()} == {
+        "t1c": "t1c.nii.gz",
+        "t1": "t1.nii.gz",
+        "t2": "t2.nii.gz",
+        "flair": "flair.nii.gz",
+    }

@@ -1,0 +1,134 @@
+"""Headless command line: ``python -m unetseg {segment,models,demo}``.
+
+The same entry runs inside Slicer:
+``Slicer --no-main-window --python-script <repo>/unetseg/scripts/slicer_segment.py -- segment ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unetseg", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    segment = commands.add_parser("segment", help="segment one case (files or DICOM folders)")
+    segment.add_argument("--model", required=True, help="model id or model folder")
+    segment.add_argument(
+        "--input",
+        required=True,
+        nargs="+",
+        help="NIfTI/NRRD/MHA files, 2D images or DICOM folders, matched to the model inputs",
+    )
+    segment.add_argument(
+        "--map",
+        nargs="*",
+        default=[],
+        metavar="INPUT=PATH_OR_SERIES",
+        help="override the automatic matching, e.g. t1c=/data/post.nii.gz flair='Ax FLAIR'",
+    )
+    segment.add_argument("--output", required=True, type=Path, help="output .seg.nrrd")
+    segment.add_argument("--dicom-seg", type=Path, help="also write a DICOM SEG")
+    segment.add_argument("--summary", type=Path, help="also write a JSON summary")
+    segment.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    segment.add_argument("--overlap", type=float, help="window overlap (default: the model's)")
+
+    models = commands.add_parser("models", help="list the available model packages")
+    models.add_argument("--path", nargs="*", type=Path, help="extra model folders to search")
+    models.add_argument("--json", action="store_true", help="machine-readable output")
+
+    demo = commands.add_parser("demo", help="segment a generated sample end to end")
+    demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
+    demo.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    return parser
+
+
+def _overrides(pairs: Sequence[str]) -> dict[str, str]:
+    overrides = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name or not value:
+            raise SystemExit(f"--map expects INPUT=PATH_OR_SERIES, got {pair!r}")
+        overrides[name] = value
+    return overrides
+
+
+def _segment(args: argparse.Namespace) -> int:
+    from unetseg.host.batch import segmentFiles
+
+    report = segmentFiles(
+        args.model,
+        args.input,
+        args.output,
+        dicomSeg=args.dicom_seg,
+        summary=args.summary,
+        device=args.device,
+        overlap=args.overlap,
+        overrides=_overrides(args.map),
+    )
+    _print_report(report)
+    return 0
+
+
+def _print_report(report: dict) -> None:
+    model = report["model"]
+    print(f"Model: {model['title']} ({model['id']} {model['version']}) on {report['device']}")
+    for name, source in report["inputs"].items():
+        print(f"  input {name}: {source}")
+    for name in report["missing_optional_inputs"]:
+        print(f"  input {name}: MISSING (optional; result flagged)")
+    for segment in report["statistics"]["segments"]:
+        print(f"  {segment['name']}: {segment['volume_ml']:.2f} mL")
+    if "lesions" in report["statistics"]:
+        print(f"  lesions: {report['statistics']['lesion_count']}")
+    timings = ", ".join(f"{k} {v:.2f}s" for k, v in report["timings_s"].items())
+    print(f"  timings: {timings}")
+    for kind, path in report["outputs"].items():
+        print(f"  wrote {kind}: {path}")
+
+
+def _models(args: argparse.Namespace) -> int:
+    from unetseg.engine.registry import default_search_paths, list_models
+
+    paths = default_search_paths() + list(args.path or [])
+    errors: list = []
+    packages = list_models(paths, errors=errors)
+    if args.json:
+        print(json.dumps([p.manifest | {"path": str(p.path)} for p in packages], indent=2))
+    else:
+        for package in packages:
+            inputs = ", ".join(spec.name for spec in package.inputs)
+            print(
+                f"{package.id} {package.version}  {package.title}  [{package.modality}; {inputs}]"
+            )
+            print(f"    {package.path}")
+        if not packages:
+            print("No model packages found in: " + ", ".join(str(p) for p in paths))
+    for error in errors:
+        print(f"skipped invalid package: {error}", file=sys.stderr)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from unetseg.demo import run_demo
+
+    run_demo(args.out, device=args.device)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code (errors print one clear message)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = _parser().parse_args(argv)
+    handler = {"segment": _segment, "models": _models, "demo": _demo}[args.command]
+    try:
+        return handler(args)
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as error:
+        print(f"unetseg {args.command}: error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,376 @@
+"""Model packages: a folder with ``model.json`` and a safetensors weights file.
+
+Loading never unpickles anything: weights are read with safetensors only, files that look
+like pickles are refused, and the SHA-256 recorded in the manifest is checked before the
+bytes are parsed. torch is imported only when a network is loaded or saved, so packages
+can be listed before torch is installed.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import uuid
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from unetseg.engine.manifest import (
+    PICKLE_REFUSAL,
+    PICKLE_SUFFIXES,
+    InputSpec,
+    LabelSpec,
+    ModelPackageError,
+    read_manifest,
+    validate_manifest,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+MANIFEST_FILE = "model.json"
+WEIGHTS_FILE = "weights.safetensors"
+_MAX_LISTED_KEYS = 10
+
+
+@dataclass(frozen=True)
+class ModelPackage:
+    """A validated model package. ``path`` is the folder; ``manifest`` the parsed
+    ``model.json`` (treat as read-only). Sizes are in (x, y, z) = (I, J, K) order."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return self.manifest["id"]
+
+    @property
+    def title(self) -> str:
+        return self.manifest["title"]
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+    @property
+    def description(self) -> str:
+        return self.manifest["description"]
+
+    @property
+    def modality(self) -> str:
+        return self.manifest["modality"]
+
+    @property
+    def spatial_dims(self) -> int:
+        return self.manifest["spatial_dims"]
+
+    @property
+    def inputs(self) -> tuple[InputSpec, ...]:
+        """Inputs in network channel order."""
+        return tuple(InputSpec.from_manifest(entry) for entry in self.manifest["inputs"])
+
+    @property
+    def labels(self) -> tuple[LabelSpec, ...]:
+        """Labels in value order 1..N."""
+        return tuple(LabelSpec.from_manifest(entry) for entry in self.manifest["labels"])
+
+    @property
+    def spacing_mm(self) -> tuple[float, float, float]:
+        """Target spacing (x, y, z) = (I, J, K) in mm; z is ignored by 2D models."""
+        x, y, z = self.manifest["spacing_mm"]
+        return (float(x), float(y), float(z))
+
+    @property
+    def patch_size(self) -> tuple[int, int, int]:
+        """Sliding-window patch (x, y, z) = (I, J, K) in voxels; z = 1 for 2D models."""
+        x, y, z = self.manifest["patch_size"]
+        return (int(x), int(y), int(z))
+
+    @property
+    def overlap(self) -> float:
+        return float(self.manifest["overlap"])
+
+    @property
+    def activation(self) -> str:
+        """``"softmax"`` or ``"sigmoid"``."""
+        return self.manifest["output"]["activation"]
+
+    @property
+    def threshold(self) -> float | None:
+        """Sigmoid probability threshold (default 0.5); ``None`` for softmax models."""
+        if self.activation == "softmax":
+            return None
+        return float(self.manifest["output"].get("threshold", 0.5))
+
+    @property
+    def lesion_analysis(self) -> bool:
+        return bool(self.manifest.get("lesion_analysis", False))
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path / self.manifest["weights"]["file"]
+
+    def read_weights(self) -> bytes:
+        """Return the weights file's bytes after checking them against the manifest SHA-256."""
+        data = self.weights_path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        expected = self.manifest["weights"]["sha256"]
+        if digest != expected:
+            raise ModelPackageError(
+                f"{self.weights_path} is corrupt or was modified after packaging: its SHA-256 is "
+                f"{digest} but model.json expects {expected}. Download or export the model again.",
+                path=self.weights_path,
+            )
+        return data
+
+    def load_network(self, device: str | torch.device = "cpu") -> torch.nn.Module:
+        """Build ``UNet(**manifest["network"])``, load the verified weights, move it to
+        ``device`` and return it in eval mode."""
+        import safetensors.torch
+        from safetensors import SafetensorError
+
+        from unetseg.engine.network import UNet
+
+        data = self.read_weights()
+        try:
+            state = safetensors.torch.load(data)
+        except SafetensorError as exc:
+            raise ModelPackageError(
+                f"{self.weights_path} is not a valid safetensors file: {exc}",
+                path=self.weights_path,
+            ) from None
+        network = UNet(**self.manifest["network"])
+        _check_state_dict(network.state_dict(), state, self.weights_path)
+        network.load_state_dict(state, strict=True)
+        return network.to(device).eval()
+
+
+def load_model_package(path: str | os.PathLike[str]) -> ModelPackage:
+    """Load and validate the package in folder ``path`` (or given by its ``model.json``).
+
+    Checks the manifest (schema and semantic rules) and that the weights file exists and is
+    a safetensors file; the weights checksum is verified when the network is loaded.
+    Raises ``ModelPackageError`` with an actionable message otherwise.
+    """
+    path = Path(path).expanduser()
+    if path.name == MANIFEST_FILE:
+        path = path.parent
+    elif path.is_file():
+        if path.name.lower().endswith(PICKLE_SUFFIXES):
+            raise ModelPackageError(f"{path} is a pickle file. {PICKLE_REFUSAL}", path=path)
+        raise ModelPackageError(
+            f"{path} is not a model package: give its folder or its {MANIFEST_FILE}", path=path
+        )
+    if not path.is_dir():
+        raise ModelPackageError(f"Model package folder not found: {path}", path=path)
+    folder = path.resolve()
+    manifest_path = folder / MANIFEST_FILE
+    if not manifest_path.is_file():
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+        hint = f" It contains pickle files {pickles}. {PICKLE_REFUSAL}" if pickles else ""
+        raise ModelPackageError(
+            f"{folder} is not a model package: {MANIFEST_FILE} not found.{hint}", path=folder
+        )
+    try:
+        manifest = read_manifest(manifest_path)
+        validate_manifest(manifest, source=str(manifest_path))
+    except ModelPackageError as exc:
+        raise ModelPackageError(str(exc), path=folder, problems=exc.problems) from None
+    package = ModelPackage(path=folder, manifest=manifest)
+    if not package.weights_path.is_file():
+        raise ModelPackageError(
+            f"Weights file {package.weights_path.name!r} named in {manifest_path} is missing",
+            path=folder,
+        )
+    _check_safetensors_header(package.weights_path)
+    return package
+
+
+def _check_safetensors_header(path: Path) -> None:
+    """Refuse files that are not safetensors, pickles in particular, without parsing them."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(9)
+    if head[:1] == b"\x80" or (head[:2] == b"PK" and _zip_holds_pickle(path)):
+        raise ModelPackageError(f"{path} is a pickle file. {PICKLE_REFUSAL}", path=path)
+    header_len = int.from_bytes(head[:8], "little") if len(head) == 9 else 0
+    if not (0 < header_len <= size - 8 and head[8:9] == b"{"):
+        raise ModelPackageError(
+            f"{path} is not a safetensors file (no safetensors header). Export the weights with "
+            f"save_model_package or safetensors.torch.save_file.",
+            path=path,
+        )
+
+
+def _zip_holds_pickle(path: Path) -> bool:
+    """True if ``path`` is a zip archive containing a pickle (torch.save's format)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith(".pkl") for name in archive.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
+def _check_state_dict(
+    expected: Mapping[str, torch.Tensor], loaded: Mapping[str, torch.Tensor], source: Path | str
+) -> None:
+    """Raise ``ModelPackageError`` listing missing/unexpected keys and shape mismatches."""
+    missing = sorted(expected.keys() - loaded.keys())
+    unexpected = sorted(loaded.keys() - expected.keys())
+    mismatched = [
+        f"{key}: file {tuple(loaded[key].shape)}, network {tuple(expected[key].shape)}"
+        for key in sorted(expected.keys() & loaded.keys())
+        if loaded[key].shape != expected[key].shape
+    ]
+    parts = [
+        f"{title} ({len(items)}): {_abbreviate(items)}"
+        for title, items in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", mismatched),
+        )
+        if items
+    ]
+    if parts:
+        raise ModelPackageError(
+            f"{source} does not match the 'network' section of the manifest; "
+            f"{'; '.join(parts)}. Check that section against the exported model.",
+            path=source if isinstance(source, Path) else None,
+        )
+
+
+def _abbreviate(items: list[str]) -> str:
+    shown = ", ".join(items[:_MAX_LISTED_KEYS])
+    extra = len(items) - _MAX_LISTED_KEYS
+    return f"{shown}, ... and {extra} more" if extra > 0 else shown
+
+
+def save_model_package(
+    out_dir: str | os.PathLike[str],
+    manifest: Mapping[str, Any],
+    network: torch.nn.Module,
+    *,
+    overwrite: bool = False,
+) -> ModelPackage:
+    """Write ``network`` and ``manifest`` as a package in folder ``out_dir`` and return it.
+
+    Floating-point tensors are stored as contiguous float32 in ``weights.safetensors``;
+    ``manifest["weights"]`` is filled in (file name and SHA-256) and ``manifest["network"]``
+    is taken from ``network.config`` when the network has that attribute. Before anything
+    is written, the manifest is validated and the state dict is checked against
+    ``UNet(**manifest["network"])``. The package is assembled in a hidden sibling
+    folder and renamed into place, so ``out_dir`` never holds a partial package.
+
+    An existing identical package is left as it is. A different one is replaced (the whole
+    folder) only with ``overwrite=True``; a non-empty folder that is not a package is never
+    replaced.
+    """
+    import safetensors.torch
+    import torch
+
+    from unetseg.engine.network import UNet
+
+    out_dir = Path(out_dir).expanduser().absolute()
+    manifest = copy.deepcopy(dict(manifest))
+    config = getattr(network, "config", None)
+    if config is not None:
+        manifest["network"] = dict(config)
+    tensors = {
+        name: (t.detach().to("cpu", torch.float32) if t.is_floating_point() else t.detach().cpu())
+        .contiguous()
+        .clone()
+        for name, t in network.state_dict().items()
+    }
+    weights = safetensors.torch.save(tensors, metadata={"format": "pt"})
+    manifest["weights"] = {"file": WEIGHTS_FILE, "sha256": hashlib.sha256(weights).hexdigest()}
+    try:
+        # The JSON round trip turns tuples into lists and rejects values JSON cannot hold.
+        text = json.dumps(manifest, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise ModelPackageError(f"manifest cannot be written as JSON: {exc}") from None
+    manifest = json.loads(text)
+    validate_manifest(manifest, source="manifest")
+    with torch.device("meta"):
+        described = UNet(**manifest["network"]).state_dict()
+    _check_state_dict(described, tensors, "The state dict of `network`")
+
+    existing = _existing_package(out_dir, manifest, overwrite)
+    if existing is not None:
+        return existing
+    _write_folder_atomically(out_dir, {WEIGHTS_FILE: weights, MANIFEST_FILE: text.encode()})
+    return load_model_package(out_dir)
+
+
+def _existing_package(
+    out_dir: Path, manifest: Mapping[str, Any], overwrite: bool
+) -> ModelPackage | None:
+    """Return the package already at ``out_dir`` if it is identical to the one being saved;
+    ``None`` if ``out_dir`` may be (re)written; raise if it must not be touched."""
+    if not out_dir.exists():
+        return None
+    if not out_dir.is_dir():
+        raise ModelPackageError(f"{out_dir} exists and is not a folder", path=out_dir)
+    if not any(out_dir.iterdir()):
+        return None
+    if not (out_dir / MANIFEST_FILE).is_file():
+        raise ModelPackageError(
+            f"{out_dir} is not empty and holds no model package; refusing to replace it. "
+            f"Choose a new or empty folder.",
+            path=out_dir,
+        )
+    try:
+        current = load_model_package(out_dir)
+        if current.manifest == manifest:
+            current.read_weights()
+            return current
+    except ModelPackageError:
+        current = None
+    if not overwrite:
+        held = f" ({current.id} {current.version})" if current is not None else ""
+        raise ModelPackageError(
+            f"{out_dir} already holds a different model package{held}; pass overwrite=True "
+            f"to replace the folder",
+            path=out_dir,
+        )
+    return None
+
+
+def _write_folder_atomically(dest: Path, files: Mapping[str, bytes]) -> None:
+    """Create folder ``dest`` holding ``files``, replacing any existing folder, such that
+    ``dest`` holds either the old or the complete new content. (Only a hard crash between
+    the two renames of a replacement leaves ``dest`` missing, with the old content in the
+    hidden ``.<name>.<tag>.old`` folder.)"""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:12]
+    staging = dest.with_name(f".{dest.name}.{tag}.partial")
+    staging.mkdir()
+    try:
+        for name, data in files.items():
+            _write_bytes(staging / name, data)
+        if dest.exists():
+            backup = dest.with_name(f".{dest.name}.{tag}.old")
+            os.rename(dest, backup)
+            try:
+                os.rename(staging, dest)
+            except BaseException:
+                os.rename(backup, dest)
+                raise
+            shutil.rmtree(backup)
+        else:
+            os.rename(staging, dest)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with path.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())

@@ -1,0 +1,180 @@
+"""Segment one case with a model package: prepare -> sliding window -> back to the input grid.
+
+This is the one code path that the Slicer modules, the headless CLI and training evaluation share.
+It touches no MRML: callers pass numpy arrays and geometries and get a label map back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from unetseg.engine.device import describe_device, select_device
+from unetseg.engine.geometry import Geometry
+from unetseg.engine.inference import CancelToken, sliding_window_inference
+from unetseg.engine.package import ModelPackage
+from unetseg.engine.preprocessing.pipeline import PreparedCase, prepare_inputs
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+class SegmentationError(RuntimeError):
+    """A case could not be segmented; the message says why and what to do."""
+
+
+@dataclass
+class CaseSegmentation:
+    """Result of `Segmenter.segment`.
+
+    Attributes:
+        labels: `(K, J, I)` uint8/uint16 label map on the reference input's grid (2D models:
+            K = 1). Values are the manifest's label values, 0 is background.
+        geometry: the reference input's geometry (the grid of `labels`).
+        missing_inputs: optional inputs that were absent (their channel was zero).
+        timings: seconds per stage ("prepare", "inference", "restore").
+        device: where the network ran, in words.
+    """
+
+    labels: np.ndarray
+    geometry: Geometry
+    missing_inputs: list[str]
+    timings: dict[str, float] = field(default_factory=dict)
+    device: str = ""
+
+
+class Segmenter:
+    """A loaded model ready to segment cases one after the other (batch runs reuse it).
+
+    Args:
+        package: the model package.
+        device: "auto" (CUDA when available, else CPU), "cpu" or "cuda".
+        overlap: window overlap; default the manifest's.
+        mirror_axes: spatial axes (array order) for mirroring test-time augmentation.
+        skip_background: skip windows outside the body/head mask and tile only its bounding box
+            (voxels outside get background).
+        cpu_bf16: allow bfloat16 on CPUs with native support (ignored elsewhere).
+    """
+
+    def __init__(
+        self,
+        package: ModelPackage,
+        device: str = "auto",
+        *,
+        overlap: float | None = None,
+        mirror_axes: Sequence[int] | None = None,
+        skip_background: bool = True,
+        cpu_bf16: bool = False,
+    ) -> None:
+        self.package = package
+        self.device = select_device(device)
+        self.overlap = package.overlap if overlap is None else float(overlap)
+        if not 0.0 <= self.overlap < 1.0:
+            raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
+        self.mirror_axes = tuple(mirror_axes) if mirror_axes else None
+        self.skip_background = skip_background
+        self.cpu_bf16 = cpu_bf16
+        self.network = package.load_network(self.device)
+
+    @property
+    def roi_size(self) -> tuple[int, ...]:
+        """Window size in array order: (K, J, I) for 3D, (J, I) for 2D models."""
+        patch_ijk = self.package.patch_size
+        spatial = patch_ijk[: self.package.spatial_dims]
+        return tuple(int(p) for p in reversed(spatial))
+
+    def segment(
+        self,
+        arrays: Sequence[np.ndarray | None],
+        geometries: Sequence[Geometry | None],
+        *,
+        progress: Progress | None = None,
+        cancel: CancelToken | None = None,
+    ) -> CaseSegmentation:
+        """Segment one case.
+
+        Args:
+            arrays: one `(K, J, I)` array per manifest input, in manifest order; None for an
+                absent optional input.
+            geometries: the matching geometries (None where the array is None).
+            progress: `progress(done_windows, total_windows)`.
+            cancel: cancel token; cancelling raises `InferenceCancelled`.
+        """
+        start = time.perf_counter()
+        case = prepare_inputs(arrays, geometries, self.package.manifest)
+        prepared = time.perf_counter()
+        labels = self._infer(case, progress, cancel)
+        inferred = time.perf_counter()
+        restored = case.restore_labels(labels)
+        done = time.perf_counter()
+        return CaseSegmentation(
+            labels=restored,
+            geometry=case.reference_geometry,
+            missing_inputs=list(case.missing_inputs),
+            timings={
+                "prepare": prepared - start,
+                "inference": inferred - prepared,
+                "restore": done - inferred,
+            },
+            device=describe_device(self.device),
+        )
+
+    def _infer(
+        self, case: PreparedCase, progress: Progress | None, cancel: CancelToken | None
+    ) -> np.ndarray:
+        image = torch.from_numpy(case.image).unsqueeze(0)
+        mask = None
+        if self.skip_background and case.foreground_mask is not None:
+            mask = torch.from_numpy(case.foreground_mask)
+        try:
+            labels = self._run(image, mask, self.device, progress, cancel)
+        except torch.OutOfMemoryError:
+            if self.device.type != "cuda":
+                raise SegmentationError(_OUT_OF_MEMORY) from None
+            logger.warning("GPU out of memory: running this case on the CPU instead")
+            torch.cuda.empty_cache()
+            self.network.to("cpu")
+            try:
+                labels = self._run(image, mask, torch.device("cpu"), progress, cancel)
+            finally:
+                self.network.to(self.device)
+        except MemoryError:
+            raise SegmentationError(_OUT_OF_MEMORY) from None
+        return labels[0].cpu().numpy()
+
+    def _run(
+        self,
+        image: torch.Tensor,
+        mask: torch.Tensor | None,
+        device: torch.device,
+        progress: Progress | None,
+        cancel: CancelToken | None,
+    ) -> torch.Tensor:
+        return sliding_window_inference(
+            image,
+            self.roi_size,
+            self.network,
+            overlap=self.overlap,
+            foreground_mask=mask,
+            crop_to_foreground=mask is not None,
+            mirror_axes=self.mirror_axes,
+            output="labels",
+            activation=self.package.activation,
+            threshold=self.package.threshold,
+            progress=progress,
+            cancel=cancel,
+            device=device,
+            cpu_bf16=self.cpu_bf16,
+        )
+
+
+_OUT_OF_MEMORY = (
+    "Out of memory while segmenting. Close other programs, segment on a GPU, or use a model with "
+    "a smaller patch size; the input was not changed."
+)

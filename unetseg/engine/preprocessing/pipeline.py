@@ -1,0 +1,292 @@
+"""The preprocessing pipeline: the one place where model-manifest conventions are applied.
+
+``prepare_inputs`` turns the input images of one case into the model's input tensor and keeps
+what is needed to map model outputs back onto the original grid of the reference input.
+
+Steps (3D models):
+
+1. validate: one array per manifest input, present required inputs, (K, J, I) shapes matching
+   their geometries, finite, not all zero.
+2. reorient the reference input (first present required input) to closest-canonical RAS
+   (permutation and flips only).
+3. resample it to ``manifest["spacing_mm"]`` (I, J, K) with linear interpolation; the new grid
+   keeps the outer corner of the first voxel (see ``resample_to_spacing``). This is the model grid.
+4. secondary inputs on the reference grid follow the same steps; inputs on another grid are
+   resampled (linear, 0 outside their extent) directly onto the model grid, one interpolation.
+5. normalise each input with its manifest ``normalization`` spec (default ``{"method": "none"}``);
+   a missing optional input becomes a zero channel and is listed in ``missing_inputs``.
+6. stack to ``image`` (C, K, J, I) float32 and compute ``foreground_mask``.
+
+2D models (``spatial_dims == 2``) take (J, I) or (1, J, I) arrays; they are not reoriented
+(projection images have no meaningful patient axes: pixel order is kept as stored), only
+resampled in-plane to ``spacing_mm[:2]``, and ``image`` is (C, J, I).
+
+``spacing_mm`` may be absent or null to keep the reference's native spacing; a target within
+0.01 % of the current spacing is treated as equal (no interpolation).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from unetseg.engine.geometry import Geometry
+from unetseg.engine.preprocessing.cropping import body_mask
+from unetseg.engine.preprocessing.normalization import check_finite, check_not_empty, normalize
+from unetseg.engine.preprocessing.orientation import (
+    OrientationUndo,
+    canonical_layout,
+    reorient_to_canonical,
+)
+from unetseg.engine.preprocessing.resampling import resample_to_geometry, resample_to_spacing
+
+# Secondary inputs whose geometry matches the reference within this (mm) share its grid.
+SAME_GRID_ATOL_MM = 1e-3
+_SPACING_RTOL = 1e-4
+
+
+@dataclass
+class PreparedCase:
+    """Model input of one case and the mapping back to the reference input's grid.
+
+    Attributes:
+        image: (C, K, J, I) float32 (2D models: (C, J, I)), channels in manifest input order.
+        foreground_mask: bool (K, J, I) on the model grid: union of the non-zero voxels of the
+            inputs normalised with ``"mask": "nonzero"``, else ``body_mask`` of the reference
+            input; ``None`` for 2D models.
+        missing_inputs: names of optional inputs that were absent (their channel is zero).
+        reference_geometry: original geometry of the reference input.
+        reference_shape: shape of the reference array as given ((K, J, I), or (J, I) in 2D).
+        model_geometry: geometry of the model grid (canonical orientation, model spacing).
+        canonical_geometry: the reference grid after reorientation (before resampling).
+        orientation_undo: maps canonical-layout arrays back to the reference layout.
+        timings: seconds per step ("validate", "reorient", "resample", "resample_secondary",
+            "normalize", "foreground_mask", "total").
+    """
+
+    image: np.ndarray
+    foreground_mask: np.ndarray | None
+    missing_inputs: list[str]
+    reference_geometry: Geometry
+    reference_shape: tuple[int, ...]
+    model_geometry: Geometry
+    canonical_geometry: Geometry
+    orientation_undo: OrientationUndo
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def spatial_dims(self) -> int:
+        return self.image.ndim - 1
+
+    def restore_labels(self, labels: np.ndarray) -> np.ndarray:
+        """Map a label map on the model grid ((K, J, I); 2D: (J, I)) onto the reference input's
+        original grid and layout (nearest neighbour, dtype kept, edge values extended)."""
+        return self._restore(labels, order=0, lead_dims=0)
+
+    def restore_probabilities(self, probabilities: np.ndarray) -> np.ndarray:
+        """Map (C, K, J, I) (2D: (C, J, I)) probabilities or logits on the model grid onto the
+        reference input's original grid and layout: (C, *reference_shape) float32, linear."""
+        return self._restore(probabilities, order=1, lead_dims=1)
+
+    def _restore(self, array: np.ndarray, order: int, lead_dims: int) -> np.ndarray:
+        model_shape = self.model_geometry.shape
+        expected = model_shape if self.spatial_dims == 3 else model_shape[1:]
+        if array.ndim != lead_dims + len(expected) or tuple(array.shape[lead_dims:]) != expected:
+            raise ValueError(
+                f"expected {lead_dims} leading dims and spatial shape {expected}, got {array.shape}"
+            )
+        lead = array.shape[:lead_dims]
+        volume = array.reshape(*lead, *model_shape)
+        restored = resample_to_geometry(
+            volume, self.model_geometry, self.canonical_geometry, order, padding="border"
+        )
+        restored = self.orientation_undo.apply(restored)
+        return restored.reshape(*lead, *self.reference_shape)
+
+
+def _target_spacing(manifest: Mapping[str, Any], current: np.ndarray) -> list[float | None]:
+    """Model spacing (I, J, K) with None for axes kept as they are."""
+    spatial_dims = manifest.get("spatial_dims", 3)
+    spacing = manifest.get("spacing_mm")
+    if spacing is None:
+        return [None, None, None]
+    spacing = [float(s) for s in spacing]
+    if len(spacing) != 3 and (spatial_dims == 3 or len(spacing) != 2):
+        raise ValueError(f"spacing_mm {spacing} does not fit spatial_dims={spatial_dims}")
+    target: list[float | None] = [None, None, None]
+    for axis in range(spatial_dims):
+        if abs(spacing[axis] - current[axis]) > _SPACING_RTOL * spacing[axis]:
+            target[axis] = spacing[axis]
+    return target
+
+
+def _validated_arrays(
+    arrays: Sequence[np.ndarray | None],
+    geometries: Sequence[Geometry | None],
+    manifest: Mapping[str, Any],
+) -> tuple[list[np.ndarray | None], list[Geometry | None], int, tuple[int, ...]]:
+    """Check the inputs; return (K, J, I) arrays, geometries, reference index and the
+    reference array's shape as given."""
+    specs = manifest["inputs"]
+    spatial_dims = manifest.get("spatial_dims", 3)
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+    if len(arrays) != len(specs) or len(geometries) != len(specs):
+        raise ValueError(
+            f"model expects {len(specs)} inputs ({[s['name'] for s in specs]}), "
+            f"got {len(arrays)} arrays and {len(geometries)} geometries"
+        )
+    volumes: list[np.ndarray | None] = []
+    for spec, array in zip(specs, arrays, strict=True):
+        name = spec["name"]
+        if array is None:
+            if spec.get("required", True):
+                raise ValueError(f"required input {name!r} is missing")
+            volumes.append(None)
+            continue
+        volume = np.asarray(array)
+        if spatial_dims == 2 and volume.ndim == 2:
+            volume = volume[None]
+        if volume.ndim != 3:
+            raise ValueError(f"input {name!r} must be a (K, J, I) array, got shape {volume.shape}")
+        if spatial_dims == 2 and volume.shape[0] != 1:
+            raise ValueError(f"2D model: input {name!r} must be one slice, got {volume.shape}")
+        if spatial_dims == 3 and volume.shape[0] == 1:
+            raise ValueError(f"3D model: input {name!r} is a single slice {volume.shape}")
+        check_finite(volume, name)
+        check_not_empty(volume, name)
+        volumes.append(volume)
+
+    present = [i for i, v in enumerate(volumes) if v is not None]
+    if not present:
+        raise ValueError("no input image given")
+    required = [i for i in present if specs[i].get("required", True)]
+    reference = (required or present)[0]
+    reference_volume = volumes[reference]
+    assert reference_volume is not None
+    resolved: list[Geometry | None] = []
+    for index, (volume, geometry) in enumerate(zip(volumes, geometries, strict=True)):
+        if volume is None:
+            resolved.append(None)
+            continue
+        if geometry is None:
+            # No geometry: the reference gets a 1 mm RAS identity grid, others share its grid.
+            geometry = (
+                Geometry(np.eye(4), volume.shape)
+                if index == reference
+                else geometries[reference] or Geometry(np.eye(4), reference_volume.shape)
+            )
+        if geometry.shape != volume.shape:
+            raise ValueError(
+                f"input {specs[index]['name']!r}: array shape {volume.shape} differs from its "
+                f"geometry shape {geometry.shape}"
+            )
+        resolved.append(geometry)
+    given_shape = tuple(np.shape(arrays[reference]))
+    return volumes, resolved, reference, given_shape
+
+
+def prepare_inputs(
+    arrays: Sequence[np.ndarray | None],
+    geometries: Sequence[Geometry | None],
+    manifest: Mapping[str, Any],
+) -> PreparedCase:
+    """Prepare the inputs of one case for a model (see module docstring for the steps).
+
+    Args:
+        arrays: one array per manifest input, in manifest order: (K, J, I) (2D models: (J, I)
+            or (1, J, I)), any real dtype; ``None`` for an absent optional input.
+        geometries: the matching geometries; ``None`` means "the reference input's grid" (for
+            the reference itself: a 1 mm identity grid).
+        manifest: model manifest (``inputs``, ``spatial_dims``, ``spacing_mm``, ``modality``).
+
+    Raises:
+        ValueError: missing required input, wrong shapes, NaN/inf, all-zero input, or a
+            secondary input that does not overlap the reference.
+    """
+    timings: dict[str, float] = {}
+    start = clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[step] = timings.get(step, 0.0) + now - clock
+        clock = now
+
+    specs = manifest["inputs"]
+    spatial_dims = manifest.get("spatial_dims", 3)
+    volumes, resolved, reference, reference_shape = _validated_arrays(arrays, geometries, manifest)
+    reference_geometry = resolved[reference]
+    assert reference_geometry is not None
+    lap("validate")
+
+    if spatial_dims == 3:
+        canonical_geometry, undo = canonical_layout(reference_geometry)
+    else:
+        canonical_geometry = reference_geometry
+        undo = OrientationUndo((0, 1, 2), (False, False, False), reference_geometry.shape)
+    target = _target_spacing(manifest, canonical_geometry.spacing)
+
+    model_geometry = canonical_geometry
+    for index in [reference] + [i for i in range(len(specs)) if i != reference]:
+        volume, geometry = volumes[index], resolved[index]
+        if volume is None or geometry is None:
+            continue
+        if geometry.is_close(reference_geometry, SAME_GRID_ATOL_MM):
+            if spatial_dims == 3:
+                volume, _, _ = reorient_to_canonical(volume, reference_geometry)
+                lap("reorient")
+            volume, model_geometry = resample_to_spacing(volume, canonical_geometry, target, 1)
+            lap("resample")
+        else:
+            volume = resample_to_geometry(volume, geometry, model_geometry, 1)
+            if not volume.any():
+                raise ValueError(f"input {specs[index]['name']!r} does not overlap the reference")
+            lap("resample_secondary")
+        volumes[index] = volume
+
+    image = np.zeros((len(specs), *model_geometry.shape), dtype=np.float32)
+    missing = []
+    for index, spec in enumerate(specs):
+        volume = volumes[index]
+        if volume is None:
+            missing.append(spec["name"])
+            continue
+        image[index] = normalize(
+            volume, spec.get("normalization", {"method": "none"}), spec["name"]
+        )
+    lap("normalize")
+
+    foreground = None
+    if spatial_dims == 3:
+        nonzero = [
+            volumes[i]
+            for i, spec in enumerate(specs)
+            if volumes[i] is not None and spec.get("normalization", {}).get("mask") == "nonzero"
+        ]
+        if nonzero:
+            foreground = np.logical_or.reduce([v != 0 for v in nonzero])
+        else:
+            reference_volume = volumes[reference]
+            assert reference_volume is not None
+            foreground = body_mask(reference_volume, modality=manifest.get("modality", "CT"))
+        lap("foreground_mask")
+    else:
+        image = image[:, 0]
+    timings["total"] = time.perf_counter() - start
+
+    return PreparedCase(
+        image=image,
+        foreground_mask=foreground,
+        missing_inputs=missing,
+        reference_geometry=reference_geometry,
+        reference_shape=reference_shape,
+        model_geometry=model_geometry,
+        canonical_geometry=canonical_geometry,
+        orientation_undo=undo,
+        timings=timings,
+    )

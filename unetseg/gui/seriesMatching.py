@@ -1,0 +1,62 @@
+"""Choosing the series of a DICOM study that feed a model's inputs (plain Python).
+
+The study picker lists the series of a study from Slicer's DICOM database; only image series of
+a modality the model accepts are candidates, and they are assigned to the model's inputs by
+``unetseg.host.matching.matchInputs`` on their SeriesDescription, so the same rules as for
+loaded volumes apply (the most specific pattern wins, each series feeds one input).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from unetseg.host.matching import Candidate, MatchResult, matchInputs
+
+#: Chest radiographs are stored as CR or DX depending on the detector; a model for one reads both.
+_EQUIVALENT_MODALITIES = {"CR": ("CR", "DX"), "DX": ("CR", "DX")}
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """One series of a study as listed by the DICOM database."""
+
+    uid: str
+    description: str
+    modality: str
+    number: str = ""
+
+    def label(self) -> str:
+        """``"<number>: <description>"`` as Slicer names loaded series."""
+        description = self.description or "(no description)"
+        return f"{self.number}: {description}" if self.number else description
+
+
+def acceptedModalities(modelModality: str) -> tuple[str, ...]:
+    """DICOM modalities whose series a model of ``modelModality`` can read."""
+    return _EQUIVALENT_MODALITIES.get(modelModality, (modelModality,))
+
+
+def matchStudySeries(
+    series: Sequence[SeriesInfo], inputSpecs: Sequence[Any], modelModality: str
+) -> MatchResult:
+    """Assign series of one study to model inputs.
+
+    Args:
+        series: the study's series.
+        inputSpecs: the model's inputs (manifest dicts or ``InputSpec``).
+        modelModality: the manifest ``modality``; other modalities (SEG, RTSTRUCT, SR, a CT in
+            an MR study, ...) are never candidates. Series without a modality are kept.
+
+    Returns:
+        ``MatchResult`` whose ``assigned`` values are ``SeriesInfo`` objects; missing required
+        inputs are listed in ``missingRequired`` (no exception).
+    """
+    accepted = acceptedModalities(modelModality)
+    candidates = [
+        Candidate(name=info.description, seriesDescription=info.description, item=info)
+        for info in series
+        if not info.modality or info.modality in accepted
+    ]
+    return matchInputs(candidates, inputSpecs, raiseOnMissing=False)

@@ -1,0 +1,232 @@
+"""Run a model package on volume nodes and store the result as a segmentation node.
+
+The same logic serves the Slicer modules (GUI: ``waitForCompletion=False``, poll the job from a
+timer), Slicer batch scripts and plain Python on ``slicer-core`` (``waitForCompletion=True``).
+
+Threading rule: MRML is only touched on the calling thread (reading the input arrays when the job
+starts, writing the segmentation in ``SegmentationJob.finish``). The engine work in between is
+pure numpy/torch and runs on a worker thread when the caller does not wait.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from unetseg.engine.inference import CancelToken
+from unetseg.engine.package import ModelPackage
+from unetseg.engine.predict import CaseSegmentation, Segmenter
+from unetseg.host.matching import MissingInputError
+from unetseg.host.report import segmentStatistics
+from unetseg.host.segmentation import SegmentationExistsError, writeLabelmapToSegmentation
+from unetseg.host.volumes import volumeToArray
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class SegmentationResult:
+    """What one run produced.
+
+    Attributes:
+        segmentationNode: the (new or updated) ``vtkMRMLSegmentationNode``.
+        statistics: ``segmentStatistics`` output (per-segment volume in mL, lesion table).
+        timings: seconds per stage: "read", "prepare", "inference", "restore", "write", "total".
+        missingOptionalInputs: optional inputs that were absent; the result is flagged by them.
+        device: where the network ran, in words.
+        labels: the label map `(K, J, I)` on the reference volume's grid (for DICOM SEG export).
+    """
+
+    segmentationNode: Any
+    statistics: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+    missingOptionalInputs: list[str] = field(default_factory=list)
+    device: str = ""
+    labels: np.ndarray | None = None
+
+
+class SegmentationJob:
+    """One run of a model; the engine part may run on a worker thread.
+
+    ``isDone()`` and ``progress`` may be polled from the GUI thread; ``finish()`` must be called
+    on the thread that owns the scene: it writes the result, or re-raises the engine's error and
+    leaves the scene untouched.
+    """
+
+    def __init__(self, compute: Callable[[Progress, CancelToken], CaseSegmentation], apply):
+        self._compute = compute
+        self._apply = apply
+        self._cancel = CancelToken()
+        self._done = threading.Event()
+        self._result: CaseSegmentation | None = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self.progress: tuple[int, int] = (0, 0)
+
+    def _run(self) -> None:
+        try:
+            self._result = self._compute(self._setProgress, self._cancel)
+        except BaseException as error:  # handed to the caller's thread by finish()
+            self._error = error
+        finally:
+            self._done.set()
+
+    def _setProgress(self, done: int, total: int) -> None:
+        self.progress = (done, total)
+
+    def start(self, background: bool) -> SegmentationJob:
+        if background:
+            self._thread = threading.Thread(target=self._run, name="UNetSeg", daemon=True)
+            self._thread.start()
+        else:
+            self._run()
+        return self
+
+    def isDone(self) -> bool:
+        return self._done.is_set()
+
+    def cancel(self) -> None:
+        """Ask the engine to stop at the next window; ``finish()`` then raises."""
+        self._cancel.cancel()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    def finish(self) -> SegmentationResult:
+        """Wait for the engine, then write the result into the scene (calling thread)."""
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._apply(self._result)
+
+
+class SegmentationLogic:
+    """Segments volume nodes of one scene with model packages.
+
+    Args:
+        scene: the MRML scene (``slicer.mrmlScene`` in the app, ``newScene()`` elsewhere).
+    """
+
+    def __init__(self, scene) -> None:
+        self.scene = scene
+        self._segmenters: dict[tuple[str, str, str], Segmenter] = {}
+
+    def segmenter(self, model: ModelPackage, device: str = "auto") -> Segmenter:
+        """The loaded network for ``model`` on ``device`` (kept for the next run)."""
+        key = (str(model.path), model.manifest["weights"]["sha256"], device)
+        if key not in self._segmenters:
+            self._segmenters[key] = Segmenter(model, device)
+        return self._segmenters[key]
+
+    def process(
+        self,
+        model: ModelPackage,
+        inputNodes: Mapping[str, Any],
+        *,
+        outputSegmentationNode=None,
+        replaceModelSegments: bool = False,
+        device: str = "auto",
+        overlap: float | None = None,
+        progress: Progress | None = None,
+        cancelToken: CancelToken | None = None,
+        waitForCompletion: bool = True,
+        segmentationName: str | None = None,
+    ) -> SegmentationResult | SegmentationJob:
+        """Segment ``inputNodes`` with ``model``.
+
+        Args:
+            model: the model package.
+            inputNodes: manifest input name -> ``vtkMRMLScalarVolumeNode`` (None or absent for a
+                missing optional input). The first required input is the reference: the result
+                lies on its grid and is named after it.
+            outputSegmentationNode: write into this node instead of a new one. A node that
+                already has segments is only changed with ``replaceModelSegments=True``, and
+                then only this model's segments are replaced.
+            device: "auto", "cpu" or "cuda".
+            overlap: sliding-window overlap; default the model's.
+            progress: ``progress(doneWindows, totalWindows)``, called from the engine thread.
+            cancelToken: cancels a blocking run from another thread.
+            waitForCompletion: True: run now and return the result (batch). False: return a
+                started ``SegmentationJob`` (GUI); call ``finish()`` when ``isDone()``.
+            segmentationName: name of a new node; default ``"<reference> - <model title>"``.
+
+        Raises:
+            MissingInputError: a required input has no volume.
+            SegmentationExistsError: the output node has segments and replacing was not asked.
+        """
+        started = time.perf_counter()
+        specs = model.inputs
+        missing = [spec for spec in specs if spec.required and inputNodes.get(spec.name) is None]
+        if missing:
+            raise MissingInputError(missing)
+        self._checkOutput(outputSegmentationNode, replaceModelSegments)
+        reference = next(inputNodes[spec.name] for spec in specs if spec.required)
+
+        arrays, geometries = [], []
+        for spec in specs:
+            node = inputNodes.get(spec.name)
+            array, geometry = volumeToArray(node) if node is not None else (None, None)
+            arrays.append(array)
+            geometries.append(geometry)
+        readSeconds = time.perf_counter() - started
+
+        if overlap is not None and not 0.0 <= overlap < 1.0:
+            raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+        segmenter = self.segmenter(model, device)
+
+        def compute(report: Progress, cancel: CancelToken) -> CaseSegmentation:
+            def forward(done: int, total: int) -> None:
+                report(done, total)
+                if progress is not None:
+                    progress(done, total)
+
+            token = cancelToken if cancelToken is not None else cancel
+            segmenter.overlap = model.overlap if overlap is None else overlap
+            return segmenter.segment(arrays, geometries, progress=forward, cancel=token)
+
+        def apply(case: CaseSegmentation) -> SegmentationResult:
+            writeStarted = time.perf_counter()
+            name = segmentationName or f"{reference.GetName()} - {model.title}"
+            node = writeLabelmapToSegmentation(
+                self.scene,
+                case.labels,
+                reference,
+                model.labels,
+                segmentationNode=outputSegmentationNode,
+                name=name,
+                replaceModelSegments=replaceModelSegments,
+                modelId=model.id,
+            )
+            lesionLabels = (
+                [label.value for label in model.labels] if model.lesion_analysis else None
+            )
+            statistics = segmentStatistics(case.labels, case.geometry, model.labels, lesionLabels)
+            if case.missing_inputs:
+                node.SetAttribute("UNetSeg.MissingInputs", ",".join(case.missing_inputs))
+            node.SetAttribute("UNetSeg.Model", f"{model.id}@{model.version}")
+            timings = {"read": readSeconds, **case.timings}
+            timings["write"] = time.perf_counter() - writeStarted
+            timings["total"] = sum(timings.values())
+            return SegmentationResult(
+                node, statistics, timings, case.missing_inputs, case.device, case.labels
+            )
+
+        job = SegmentationJob(compute, apply).start(background=not waitForCompletion)
+        return job.finish() if waitForCompletion else job
+
+    @staticmethod
+    def _checkOutput(outputSegmentationNode, replaceModelSegments: bool) -> None:
+        if outputSegmentationNode is None or replaceModelSegments:
+            return
+        if outputSegmentationNode.GetSegmentation().GetNumberOfSegments() > 0:
+            raise SegmentationExistsError(
+                f"Segmentation '{outputSegmentationNode.GetName()}' already has segments. "
+                "Choose 'Create new' as output, or tick 'replace existing model segments' to "
+                "replace only this model's segments."
+            )

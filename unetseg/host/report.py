@@ -1,0 +1,85 @@
+"""Segment volumes and per-lesion tables for a label map (numpy only, no Slicer needed).
+
+Volumes are voxel counts times the voxel volume ``|det(IJKToRAS[:3, :3])|`` in mm³, reported
+in millilitres. Lesions come from ``unetseg.engine.lesions.lesion_table``: 26-connected
+components of the union of the lesion labels (a metastasis with a necrotic core is one lesion),
+largest first, with RAS centroids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from unetseg.engine.geometry import Geometry
+from unetseg.engine.lesions import lesion_table
+from unetseg.engine.manifest import LabelSpec
+
+MM3_PER_ML = 1000.0
+
+
+def segmentStatistics(
+    labels: np.ndarray,
+    geometry: Geometry,
+    labelSpecs: Sequence[LabelSpec | Mapping[str, Any]],
+    lesionLabels: Iterable[int] | None = None,
+    minLesionVolumeMm3: float = 0.0,
+) -> dict[str, Any]:
+    """Per-segment volumes and, for lesion models, a per-lesion table.
+
+    Args:
+        labels: label map (K, J, I) on ``geometry`` (``(J, I)`` accepted when ``K = 1``).
+        geometry: the label map's geometry.
+        labelSpecs: manifest ``labels`` entries or ``LabelSpec`` objects (value 0 ignored).
+        lesionLabels: label values whose union is split into lesions; None: no lesion table.
+        minLesionVolumeMm3: lesions smaller than this are left out of the table and count.
+
+    Returns:
+        ``{"voxel_volume_mm3": float, "segments": [{"value", "name", "voxel_count",
+        "volume_ml"}, ...]}`` in spec order (single-slice images add ``"area_mm2"`` per
+        segment), plus, when ``lesionLabels`` is given, ``"lesion_count"`` and ``"lesions"``:
+        the rows of ``lesion_table`` (``id``, ``labels``, ``voxel_count``, ``volume_ml``,
+        ``equivalent_diameter_mm``, ``centroid_ras``, bounding box, ...), largest first.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and geometry.shape[0] == 1:
+        labels = labels[np.newaxis]
+    if labels.shape != geometry.shape:
+        raise ValueError(f"Label map shape {labels.shape} differs from geometry {geometry.shape}")
+    if labels.dtype.kind not in "ui" or (labels.size and labels.min() < 0):
+        raise ValueError("Label map must hold non-negative integers")
+    specs = [s if isinstance(s, LabelSpec) else LabelSpec.from_manifest(s) for s in labelSpecs]
+    specs = [spec for spec in specs if spec.value != 0]
+    axes = geometry.ijk_to_ras[:3, :3]
+    voxelMm3 = float(abs(np.linalg.det(axes)))
+    pixelMm2 = float(np.linalg.norm(np.cross(axes[:, 0], axes[:, 1])))
+    counts = np.bincount(labels.ravel(), minlength=max([s.value for s in specs], default=0) + 1)
+    segments = []
+    for spec in specs:
+        row = {
+            "value": spec.value,
+            "name": spec.name,
+            "voxel_count": int(counts[spec.value]),
+            "volume_ml": float(counts[spec.value]) * voxelMm3 / MM3_PER_ML,
+        }
+        if geometry.shape[0] == 1:
+            row["area_mm2"] = float(counts[spec.value]) * pixelMm2
+        segments.append(row)
+    result: dict[str, Any] = {"voxel_volume_mm3": voxelMm3, "segments": segments}
+    if lesionLabels is not None:
+        lesionValues = sorted(set(lesionLabels))
+        unknown = set(lesionValues) - {spec.value for spec in specs}
+        if unknown:
+            raise ValueError(f"Lesion labels {sorted(unknown)} are not in the label specs")
+        lesions = lesion_table(
+            labels,
+            spacing=geometry.spacing,
+            label_values=lesionValues,
+            min_volume_mm3=minLesionVolumeMm3,
+            ijk_to_ras=geometry.ijk_to_ras,
+        )
+        result["lesion_count"] = len(lesions)
+        result["lesions"] = lesions
+    return result
