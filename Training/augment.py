@@ -139,7 +139,7 @@ def warp(
     if transform.axis_aligned:
         signs = np.sign(np.diag(transform.matrix))
         start = [
-            int(round(o + min(s * off[0], s * off[-1])))
+            int(np.rint(o + min(s * off[0], s * off[-1])))
             for o, s, off in zip(origin, signs, offsets, strict=True)
         ]
         crop = _crop(volume, start, patch)

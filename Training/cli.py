@@ -33,6 +33,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` (default: ``sys.argv[1:]``) and run the chosen command; returns its exit code."""
+    """Parse ``argv`` (default ``sys.argv[1:]``), run the chosen command, return its exit code."""
     args = build_parser().parse_args(argv)
     return int(args.run(args))

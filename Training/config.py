@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import inspect
 import math
 import types
 from collections.abc import Mapping
@@ -102,22 +103,41 @@ class SplitConfig:
                 raise ConfigError(f"{key}.fold", f"must be in [0, {self.folds}), got {self.fold}")
 
 
+#: ``data.reader`` -> function of ``Training.data`` that indexes the dataset folder.
+READERS = {
+    "brainmetshare": "read_brainmetshare",
+    "decathlon": "read_decathlon",
+    "brats": "read_brats",
+    "pairs": "read_pairs",
+    "image_mask_pairs": "read_image_mask_pairs",
+    "ovarian": "read_ovarian",
+    "dicom": "read_dicom",
+}
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the cases are and how to read them.
 
-    ``reader`` names a dataset layout of ``Training.data``; ``patterns`` are the reader's
-    file-name patterns (reader-specific keys); ``label_map`` remaps label values on loading
-    (e.g. ``{2: 1}`` merges left and right lung); ``inputs`` maps model input names to the
-    dataset's image names where they differ. ``root`` may be omitted with ``synth``: the data
-    then goes to ``<run>/data``. Prepared (resampled, normalised) cases are cached in
+    ``reader`` names a dataset layout (``READERS``); ``options`` are that reader's keyword
+    arguments (e.g. ``patterns`` and ``label_pattern`` for ``brats``, ``image_pattern`` and
+    ``label_pattern`` for ``pairs``, ``patient_regex`` for all). ``label_map`` remaps label
+    values after loading (e.g. ``{2: 1}`` merges left and right lung; ``0`` drops a value).
+    ``regions`` (sigmoid models) lists, per output label, the label values it covers, nested
+    (each region inside the previous one, e.g. BraTS WT, TC, ET); without it the label value
+    ``c`` is region ``c`` and ``label >= c`` its target. ``inputs`` maps model input names to
+    the dataset's image names where they differ. ``root`` may be omitted with ``synth``: data is
+    then generated in ``<run>/data``. Prepared (resampled, normalised) cases are cached in
     ``cache_dir`` (default ``<run>/prepared``).
     """
 
-    reader: str
+    reader: Literal[
+        "brainmetshare", "decathlon", "brats", "pairs", "image_mask_pairs", "ovarian", "dicom"
+    ]
     root: str | None = None
-    patterns: dict[str, str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
     label_map: dict[int, int] = field(default_factory=dict)
+    regions: tuple[tuple[int, ...], ...] | None = None
     inputs: dict[str, str] = field(default_factory=dict)
     split: SplitConfig = field(default_factory=SplitConfig)
     synth: SynthConfig | None = None
@@ -127,10 +147,32 @@ class DataConfig:
         if self.root is None and self.synth is None:
             raise ConfigError(f"{key}.root", "is required (or give data.synth to generate data)")
         for source, target in self.label_map.items():
-            if source < 0 or not 0 <= target <= 255:
+            if not (0 <= source <= 255 and 0 <= target <= 255):
                 raise ConfigError(
                     f"{key}.label_map.{source}", f"values must be 0-255, got {source}: {target}"
                 )
+        if self.regions is not None and not all(self.regions):
+            raise ConfigError(f"{key}.regions", "every region needs at least one label value")
+        import Training.data  # lazy: pulls in the image readers
+
+        reader = getattr(Training.data, READERS[self.reader])
+        parameters = inspect.signature(reader).parameters
+        allowed = [name for name in parameters if name != "root"]
+        for name in self.options:
+            if name not in allowed:
+                raise ConfigError(
+                    f"{key}.options.{name}",
+                    f"is not an option of the {self.reader!r} reader; options: {allowed}",
+                )
+        needed = [
+            name
+            for name, parameter in parameters.items()
+            if name != "root"
+            and parameter.default is inspect.Parameter.empty
+            and name not in self.options
+        ]
+        if needed:
+            raise ConfigError(f"{key}.options", f"the {self.reader!r} reader needs {needed}")
 
 
 @dataclass(frozen=True)
@@ -514,6 +556,14 @@ def _check_consistency(config: TrainConfig) -> None:
             raise ConfigError(
                 f"training.loss.{name}", f"needs {n_out} values (one per output channel)"
             )
+    regions = config.data.regions
+    if regions is not None:
+        if config.activation != "sigmoid":
+            raise ConfigError("data.regions", "applies to sigmoid models only")
+        if len(regions) != len(config.model["labels"]):
+            raise ConfigError(
+                "data.regions", f"needs one region per model label ({len(config.model['labels'])})"
+            )
     n_inputs = len(config.model["inputs"])
     unknown = set(config.data.inputs) - {entry["name"] for entry in config.model["inputs"]}
     if unknown:
@@ -594,7 +644,8 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
                 raise ConfigError(key, f"must have {len(args)} items, got {len(value)}")
             item_types = list(args)
         return tuple(
-            _convert(t, v, f"{key}[{i}]") for i, (t, v) in enumerate(zip(item_types, value))
+            _convert(t, v, f"{key}[{i}]")
+            for i, (t, v) in enumerate(zip(item_types, value, strict=True))
         )
     if origin is dict:
         if not isinstance(value, Mapping):

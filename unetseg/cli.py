@@ -53,9 +53,11 @@ def _overrides(pairs: Sequence[str]) -> dict[str, str]:
     overrides = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
-        if not sep or not name or not value:
-            raise SystemExit(f"--map expects INPUT=PATH_OR_SERIES, got {pair!r}")
-        overrides[name] = value
+        if not sep or not name.strip() or not value.strip():
+            raise ValueError(f"--map expects INPUT=PATH_OR_SERIES, got {pair!r}")
+        if name.strip() in overrides:
+            raise ValueError(f"--map gives input {name.strip()!r} more than once")
+        overrides[name.strip()] = value.strip()
     return overrides
 
 
@@ -80,7 +82,11 @@ def _print_report(report: dict) -> None:
     model = report["model"]
     print(f"Model: {model['title']} ({model['id']} {model['version']}) on {report['device']}")
     for name, source in report["inputs"].items():
-        print(f"  input {name}: {source}")
+        series = source.get("series_description")
+        where = f"{source['path']} [series {series!r}]" if series is not None else source["path"]
+        print(f"  input {name}: {where} ({source['matched']})")
+    for source in report["unused_inputs"]:
+        print(f"  not used: {source}")
     for name in report["missing_optional_inputs"]:
         print(f"  input {name}: MISSING (optional; result flagged)")
     for segment in report["statistics"]["segments"]:
@@ -129,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {"segment": _segment, "models": _models, "demo": _demo}[args.command]
     try:
         return handler(args)
-    except (ValueError, FileNotFoundError, RuntimeError, OSError) as error:
-        print(f"unetseg {args.command}: error: {error}", file=sys.stderr)
+    except (ValueError, RuntimeError, OSError) as error:
+        message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        print(f"unetseg {args.command}: error: {message}", file=sys.stderr)
         return 2

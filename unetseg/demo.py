@@ -4,11 +4,16 @@ No trained model is bundled yet, so the demo builds a model package around a *fr
 initialised* (untrained) network and says so: the segments it writes are meaningless, but every
 stage is the real one (synthetic NIfTI file -> MRML volume node -> preprocessing -> sliding-window
 inference -> segmentation node -> ``.seg.nrrd`` + JSON summary).
+
+The manifest helpers (``lung_ct_manifest``, ``brain_mri_manifest``, ``lung_cxr_manifest``)
+describe realistic inputs and labels around small networks for the demo and tests; packages
+made from them with ``untrained_package`` are never shipped as models.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +21,51 @@ import torch
 
 from unetseg.engine.package import ModelPackage, save_model_package
 
-LUNG_TERMINOLOGY_CATEGORY = {
+ANATOMICAL_STRUCTURE = {"scheme": "SCT", "value": "123037004", "meaning": "Anatomical Structure"}
+ALTERED_STRUCTURE = {
     "scheme": "SCT",
-    "value": "123037004",
-    "meaning": "Anatomical Structure",
+    "value": "49755003",
+    "meaning": "Morphologically Altered Structure",
 }
+BRAIN = {"scheme": "SCT", "value": "12738006", "meaning": "Brain"}
+LUNG = {"scheme": "SCT", "value": "39607008", "meaning": "Lung"}
 
 
-def lung_ct_manifest(filters: tuple[int, ...] = (8, 16, 32, 64)) -> dict[str, Any]:
-    """Manifest of a left/right lung CT model (network config for an untrained demo/test net)."""
+def _network(spatial_dims: int, inputs: int, labels: int, filters: Sequence[int]) -> dict[str, Any]:
+    """``network`` section of a softmax U-Net (background channel + one per label)."""
+    return {
+        "spatial_dims": spatial_dims,
+        "in_channels": inputs,
+        "out_channels": labels + 1,
+        "filters": list(filters),
+        "norm": "instance",
+        "dropout": 0.0,
+        "residual": True,
+        "squeeze_excitation": False,
+        "deep_supervision": False,
+        "upsample": "transpose",
+        "kernel_size": 3,
+    }
+
+
+def _untrained(model_id: str, title: str, modality: str) -> dict[str, Any]:
+    """Descriptive fields shared by the untrained demo/test manifests."""
+    return {
+        "schema_version": 1,
+        "id": model_id,
+        "title": f"{title} (UNTRAINED demo network)",
+        "version": "0.0.1",
+        "license": "Apache-2.0",
+        "description": "Freshly initialised network for demonstrating the pipeline only.",
+        "intended_use": "Pipeline demonstration and tests. Not a model: its output is meaningless.",
+        "modality": modality,
+        "overlap": 0.5,
+        "output": {"activation": "softmax"},
+    }
+
+
+def lung_ct_manifest(filters: Sequence[int] = (8, 16, 32, 64)) -> dict[str, Any]:
+    """Manifest of a left/right lung CT model (3D, 2 mm, patch 64^3)."""
 
     def lung(value: int, side: str, code: str, color: list[int]) -> dict[str, Any]:
         return {
@@ -32,21 +73,14 @@ def lung_ct_manifest(filters: tuple[int, ...] = (8, 16, 32, 64)) -> dict[str, An
             "name": f"{side} lung",
             "color": color,
             "terminology": {
-                "category": LUNG_TERMINOLOGY_CATEGORY,
-                "type": {"scheme": "SCT", "value": "39607008", "meaning": "Lung"},
+                "category": ANATOMICAL_STRUCTURE,
+                "type": LUNG,
                 "type_modifier": {"scheme": "SCT", "value": code, "meaning": side},
             },
         }
 
     return {
-        "schema_version": 1,
-        "id": "demo-lung-ct-untrained",
-        "title": "Lung CT (UNTRAINED demo network)",
-        "version": "0.0.1",
-        "license": "Apache-2.0",
-        "description": "Freshly initialised network for demonstrating the pipeline only.",
-        "intended_use": "Pipeline demonstration and tests. Not a model: its output is meaningless.",
-        "modality": "CT",
+        **_untrained("demo-lung-ct-untrained", "Lung CT", "CT"),
         "spatial_dims": 3,
         "inputs": [
             {
@@ -60,25 +94,117 @@ def lung_ct_manifest(filters: tuple[int, ...] = (8, 16, 32, 64)) -> dict[str, An
         ],
         "spacing_mm": [2.0, 2.0, 2.0],
         "patch_size": [64, 64, 64],
-        "overlap": 0.5,
-        "output": {"activation": "softmax"},
         "labels": [
             lung(1, "Right", "24028007", [200, 100, 80]),
             lung(2, "Left", "7771000", [80, 150, 220]),
         ],
-        "network": {
-            "spatial_dims": 3,
-            "in_channels": 1,
-            "out_channels": 3,
-            "filters": list(filters),
-            "norm": "instance",
-            "dropout": 0.0,
-            "residual": True,
-            "squeeze_excitation": False,
-            "deep_supervision": False,
-            "upsample": "transpose",
-            "kernel_size": 3,
-        },
+        "network": _network(3, 1, 2, filters),
+    }
+
+
+def brain_mri_manifest(
+    filters: Sequence[int] = (8, 16, 32, 64), patch_size: Sequence[int] = (64, 64, 64)
+) -> dict[str, Any]:
+    """Manifest of a BraTS-style brain tumour model: 4 MRI sequences, 3 tumour sub-regions.
+
+    Inputs in channel order: ``t1c`` (T1 post-contrast, required, the reference grid),
+    ``flair`` (required), ``t1`` and ``t2`` (optional). Name patterns match BraTS file names
+    (2021: ``_t1ce``, ``_flair``, ``_t1``, ``_t2``; 2023: ``-t1c``, ``-t2f``, ``-t1n``, ``-t2w``)
+    and series descriptions such as TCIA Brain-Tumor-Progression's ``T1post``, ``FLAIR_reg``,
+    ``T1pre_reg`` and ``T2_reg`` (its ``Mask_Tumor`` series matches none). Labels as BraTS
+    2023: 1 non-enhancing core / necrosis, 2 oedema, 3 enhancing tumour; lesion table on.
+    ``patch_size`` is (I, J, K).
+    """
+
+    def sequence(
+        name: str, title: str, required: bool, names: list[str], series: list[str]
+    ) -> dict[str, Any]:
+        return {
+            "name": name,
+            "title": title,
+            "required": required,
+            "name_patterns": names,
+            "series_description_patterns": series,
+            "normalization": {"method": "zscore", "mask": "nonzero"},
+        }
+
+    def tumour(value: int, name: str, code: str, meaning: str, color: list[int]):
+        return {
+            "value": value,
+            "name": name,
+            "color": color,
+            "terminology": {
+                "category": ALTERED_STRUCTURE,
+                "type": {"scheme": "SCT", "value": code, "meaning": meaning},
+                "anatomic_region": BRAIN,
+            },
+        }
+
+    return {
+        **_untrained("demo-brain-mri-untrained", "Brain tumour MRI", "MR"),
+        "spatial_dims": 3,
+        "inputs": [
+            sequence(
+                "t1c",
+                "T1 post-contrast",
+                True,
+                ["*t1c*", "*t1ce*", "*t1gd*", "*t1*gd*", "*t1*post*", "*t1*contrast*"],
+                ["*t1*post*", "*t1*gd*", "*t1*+c*", "*t1*contrast*", "*mprage*gd*"],
+            ),
+            sequence(
+                "flair",
+                "T2 FLAIR",
+                True,
+                ["*flair*", "*t2f*", "*t2*flair*"],
+                ["*flair*"],
+            ),
+            sequence(
+                "t1",
+                "T1 native",
+                False,
+                ["*t1*", "*t1n*", "*t1*pre*", "*t1*native*"],
+                ["*t1*pre*", "*t1*native*", "*t1*"],
+            ),
+            sequence("t2", "T2", False, ["*t2*", "*t2w*"], ["*t2*"]),
+        ],
+        "spacing_mm": [1.0, 1.0, 1.0],
+        "patch_size": [int(p) for p in patch_size],
+        "labels": [
+            tumour(1, "Non-enhancing tumor core", "6574001", "Necrosis", [250, 210, 60]),
+            tumour(2, "Edema", "79654002", "Edema", [90, 200, 110]),
+            tumour(3, "Enhancing tumor", "86049000", "Neoplasm, Primary", [230, 60, 50]),
+        ],
+        "lesion_analysis": True,
+        "network": _network(3, 4, 3, filters),
+    }
+
+
+def lung_cxr_manifest(filters: Sequence[int] = (8, 16, 32, 64)) -> dict[str, Any]:
+    """Manifest of a 2D chest X-ray lung model (1 mm pixels, patch 128x128, label "Lungs")."""
+    return {
+        **_untrained("demo-lung-cxr-untrained", "Lungs on chest X-ray", "DX"),
+        "spatial_dims": 2,
+        "inputs": [
+            {
+                "name": "cxr",
+                "title": "Chest X-ray",
+                "required": True,
+                "name_patterns": ["*cxr*", "*chest*", "*x*ray*", "*radiograph*"],
+                "series_description_patterns": ["*chest*", "*thorax*", "*pa*", "*ap*"],
+                "normalization": {"method": "percentile_minmax", "lower": 0.5, "upper": 99.5},
+            }
+        ],
+        "spacing_mm": [1.0, 1.0, 1.0],
+        "patch_size": [128, 128, 1],
+        "labels": [
+            {
+                "value": 1,
+                "name": "Lungs",
+                "color": [110, 170, 230],
+                "terminology": {"category": ANATOMICAL_STRUCTURE, "type": LUNG},
+            }
+        ],
+        "network": _network(2, 1, 1, filters),
     }
 
 
@@ -121,4 +247,10 @@ def run_demo(out: Path, device: str = "auto") -> dict[str, Any]:
     return report
 
 
-__all__ = ["lung_ct_manifest", "run_demo", "untrained_package"]
+__all__ = [
+    "brain_mri_manifest",
+    "lung_ct_manifest",
+    "lung_cxr_manifest",
+    "run_demo",
+    "untrained_package",
+]

@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -115,21 +115,30 @@ def read_dicom(
             found.append((members[0], fields))
     if not found:
         raise DatasetError(f"no complete study under {folder}")
-    studies_per_patient: dict[str, int] = {}
-    for first, _ in found:
-        studies_per_patient[first.patient_id] = studies_per_patient.get(first.patient_id, 0) + 1
-    records, used = [], set()
-    for first, fields in found:
-        case_id = first.patient_id
-        if studies_per_patient[first.patient_id] > 1:
-            case_id = f"{first.patient_id}_{first.study_date or 'study'}"
+    ids = _case_ids([first for first, _ in found])
+    records = [
+        CaseRecord(case_id=case_id, patient_id=first.patient_id, **fields)
+        for case_id, (first, fields) in zip(ids, found, strict=True)
+    ]
+    return sorted(records, key=lambda r: r.case_id)
+
+
+def _case_ids(studies: Sequence[_Series]) -> list[str]:
+    """PatientID, or PatientID_StudyDate (then -2, -3, ...) for patients with several studies."""
+    per_patient: dict[str, int] = {}
+    for study in studies:
+        per_patient[study.patient_id] = per_patient.get(study.patient_id, 0) + 1
+    ids: list[str] = []
+    for study in studies:
+        case_id = study.patient_id
+        if per_patient[study.patient_id] > 1:
+            case_id = f"{study.patient_id}_{study.study_date or 'study'}"
         candidate, n = case_id, 1
-        while candidate in used:
+        while candidate in ids:
             n += 1
             candidate = f"{case_id}-{n}"
-        used.add(candidate)
-        records.append(CaseRecord(case_id=candidate, patient_id=first.patient_id, **fields))
-    return sorted(records, key=lambda r: r.case_id)
+        ids.append(candidate)
+    return ids
 
 
 def _scan(root: Path) -> dict[str, _Series]:
@@ -282,12 +291,17 @@ def _series_geometry(
     if len(positions) > 1:
         steps = np.diff([normal @ p for p in positions])
         slice_spacing = float(np.mean(steps))
-        if slice_spacing <= 0 or np.abs(steps - slice_spacing).max() > SPACING_TOLERANCE * slice_spacing:
+        if (
+            slice_spacing <= 0
+            or np.abs(steps - slice_spacing).max() > SPACING_TOLERANCE * slice_spacing
+        ):
             raise DatasetError(
                 f"non-uniform or duplicate slice positions in series {Path(files[0]).parent}"
             )
     else:
-        slice_spacing = float(first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 1.0)
+        slice_spacing = float(
+            first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 1.0
+        )
     direction = np.column_stack([row, column, normal])
     shape = (len(positions), int(first.Rows), int(first.Columns))
     return Geometry.from_lps(
@@ -295,9 +309,7 @@ def _series_geometry(
     )
 
 
-def load_dicom_seg(
-    path: Path, references: Mapping[str, Sequence[str]]
-) -> tuple[np.ndarray, str]:
+def load_dicom_seg(path: Path, references: Mapping[str, Sequence[str]]) -> tuple[np.ndarray, str]:
     """Label map of a DICOM SEG on the grid of the series it was derived from.
 
     Args:
@@ -320,8 +332,12 @@ def load_dicom_seg(
             raise DatasetError(f"DICOM SEG {path} references none of the case's input series")
         if seg.segment_numbers and max(seg.segment_numbers) > 255:
             raise DatasetError(f"more than 255 segments in {path}")
+        # Many SEG writers (dcmqi, ...) omit SpatialLocationsPreserved; the frames are matched
+        # to source slices by their references.
         pixels = seg.get_pixels_by_source_instance(
-            source_sop_instance_uids=list(references[name]), combine_segments=True
+            source_sop_instance_uids=list(references[name]),
+            combine_segments=True,
+            ignore_spatial_locations=True,
         )
     except DatasetError:
         raise

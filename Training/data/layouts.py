@@ -197,7 +197,9 @@ def read_decathlon(
     meta = _load_dataset_json(folder)
     names = _channel_names(meta, folder / "dataset.json")
     if "training" in meta:
-        pairs = [(_listed(folder, e, "image"), _listed(folder, e, "label")) for e in meta["training"]]
+        pairs = [
+            (_listed(folder, e, "image"), _listed(folder, e, "label")) for e in meta["training"]
+        ]
         if include_test:
             pairs += [(_listed(folder, {"image": e}, "image"), None) for e in meta.get("test", [])]
         records = []
@@ -217,11 +219,13 @@ def read_decathlon(
             )
     else:
         ending = str(meta.get("file_ending", ".nii.gz"))
-        records = _nnunet_cases(folder, "imagesTr", "labelsTr", names, ending, label_map,
-                                patient_regex)
+        records = _nnunet_cases(
+            folder, "imagesTr", "labelsTr", names, ending, label_map, patient_regex
+        )
         if include_test and (folder / "imagesTs").is_dir():
-            records += _nnunet_cases(folder, "imagesTs", None, names, ending, label_map,
-                                     patient_regex)
+            records += _nnunet_cases(
+                folder, "imagesTs", None, names, ending, label_map, patient_regex
+            )
     _check_unique(records, folder)
     return _nonempty(records, folder, "dataset.json training list or imagesTr/")
 
@@ -282,7 +286,9 @@ def _nnunet_cases(
 def _match_one(folder: Path, pattern: str, what: str) -> Path | None:
     """The single file in ``folder`` matching ``pattern`` (case-insensitive), or None."""
     found = [
-        p for p in sorted(folder.iterdir()) if p.is_file() and fnmatch(p.name.lower(), pattern.lower())
+        p
+        for p in sorted(folder.iterdir())
+        if p.is_file() and fnmatch(p.name.lower(), pattern.lower())
     ]
     if len(found) > 1:
         names = ", ".join(p.name for p in found)

@@ -91,4 +91,6 @@ def _check_same_grid(reference: Geometry, other: Geometry, first: Path | None, p
             f"shape {other.shape} of {path} differs from shape {reference.shape} of {first}"
         )
     if not reference.is_close(other, atol=GEOMETRY_TOLERANCE_MM):
-        raise DatasetError(f"geometry of {path} differs from that of {first}: {other} vs {reference}")
+        raise DatasetError(
+            f"geometry of {path} differs from that of {first}: {other} vs {reference}"
+        )

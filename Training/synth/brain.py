@@ -8,6 +8,7 @@ BRAVO), a necrotic core for those of 10 mm or more, and FLAIR-bright oedema arou
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -66,8 +67,9 @@ def brain_mri_case(
         et_label: 3 (BraTS 2023) or 4 (BraTS 2017-2021) for the enhancing tumour.
 
     Returns:
-        ``SynthCase`` with images (K, J, I) float32, label uint8, one ``SynthObject`` per
-        lesion (label 1 or the BraTS whole-lesion core; its voxels count rim + core).
+        ``SynthCase`` with images (K, J, I) float32, label uint8 and one ``SynthObject`` per
+        lesion; its ``voxels`` count rim + core (BraTS layout: labels ``et_label`` and 1; the
+        object's ``label`` is then ``et_label``).
     """
     if layout not in LAYOUT_SEQUENCES:
         raise ValueError(f"layout must be one of {sorted(LAYOUT_SEQUENCES)}, got {layout!r}")
@@ -89,6 +91,7 @@ def brain_mri_case(
         label[tissue == EDEMA] = BRATS_EDEMA
         label[tissue == ENHANCING] = et_label
         names = {BRATS_NECROSIS: "necrosis", BRATS_EDEMA: "edema", et_label: "enhancing"}
+        objects = [replace(lesion, label=et_label) for lesion in objects]
 
     texture = smooth_field(rng, space, wavelength=9.0, terms=4)
     images = {}
@@ -145,7 +148,10 @@ def _add_lesions(
         direction = rng.normal(size=3)
         point = direction / np.linalg.norm(direction) * limit * rng.uniform() ** (1 / 3)
         center, index = space.snap(point * BRAIN_RADII)
-        if point_r2(center, (0, 0, 0), BRAIN_RADII) > limit**2 or tissue[index] not in (GREY, WHITE):
+        if point_r2(center, (0, 0, 0), BRAIN_RADII) > limit**2 or tissue[index] not in (
+            GREY,
+            WHITE,
+        ):
             continue
         if not is_apart(center, radii.max(), [(c, r.max()) for c, r, *_ in placed], gap):
             continue

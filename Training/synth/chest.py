@@ -149,7 +149,9 @@ def _chest(
     hu[(x / 5.0) ** 2 + ((y - SPINE_CENTER[1] + 38.0) / 9.0) ** 2 <= 1.0] = 500.0  # spinous
 
     heart = ellipsoid_r2(space, *HEART, rotation_matrix((0, 0, 1), -25.0)) <= 1.0
-    abdomen = (ellipsoid_r2(space, *LIVER_DOME) <= 1.0) | (ellipsoid_r2(space, *STOMACH_DOME) <= 1.0)
+    abdomen = (ellipsoid_r2(space, *LIVER_DOME) <= 1.0) | (
+        ellipsoid_r2(space, *STOMACH_DOME) <= 1.0
+    )
     hu[abdomen] = np.where(x[abdomen] > 0, 60.0, 30.0)
     hu[heart] = 40.0
     mediastinum = (np.abs(x) < 20.0) & (y > -60.0)
@@ -174,8 +176,10 @@ def _chest(
 
     contrast = 200.0 if rng.uniform() < 0.5 else 40.0
     aorta = polyline_distance(
-        space, np.array([[10.0, 30.0, 20.0], [0.0, 20.0, 75.0], [-25.0, -50.0, 60.0],
-                         [-25.0, -52.0, -160.0]])
+        space,
+        np.array(
+            [[10.0, 30.0, 20.0], [0.0, 20.0, 75.0], [-25.0, -50.0, 60.0], [-25.0, -52.0, -160.0]]
+        ),
     )
     hu[(aorta <= 13.0) & ~lungs] = contrast
     airway = np.minimum(

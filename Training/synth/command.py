@@ -52,20 +52,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from Training.synth.writers import write_dataset
 
-    ids = write_dataset(
-        args.task,
-        args.out,
-        args.cases,
-        args.seed,
-        size=args.size,
-        layout=args.layout,
-        unlabelled=args.unlabelled,
-        image_format=args.image_format,
-        et_label=args.brats_et_label,
-        spacing=tuple(args.spacing) if args.spacing else None,
-        canonical=args.canonical,
-    )
+    try:
+        ids = write_dataset(
+            args.task,
+            args.out,
+            args.cases,
+            args.seed,
+            size=args.size,
+            layout=args.layout,
+            unlabelled=args.unlabelled,
+            image_format=args.image_format,
+            et_label=args.brats_et_label,
+            spacing=tuple(args.spacing) if args.spacing else None,
+            canonical=args.canonical,
+        )
+    except ValueError as error:
+        print(f"synth: error: {error}", file=sys.stderr)
+        return 2
     print(f"wrote {len(ids)} {args.task} cases to {args.out}")
     return 0

@@ -20,7 +20,6 @@ from Training.synth.shapes import (
     is_apart,
     polyline_distance,
     random_axes,
-    segment_distance,
     smooth_field,
 )
 from Training.synth.space import PhantomSpace, random_geometry, random_rotation, rotation_matrix
@@ -103,7 +102,11 @@ def _pelvis(
         back = ((x - 60.0 * side) / 55.0) ** 2 + ((y + 88.0) / 28.0) ** 2 <= 1.0
         gluteal = ((x - 95.0 * side) / 55.0) ** 2 + ((y + 70.0) / 45.0) ** 2 <= 1.0
         hu[(back | (gluteal & (z < -30.0))) & wall] = 50.0
-        psoas = [(45.0 * side, -55.0, 160.0), (65.0 * side, -30.0, -40.0), (80.0 * side, 20.0, -110.0)]
+        psoas = [
+            (45.0 * side, -55.0, 160.0),
+            (65.0 * side, -30.0, -40.0),
+            (80.0 * side, 20.0, -110.0),
+        ]
         _paint_tube(space, hu, np.array(psoas), 17.0, 50.0)
     cavity &= hu < 0.0
 
@@ -135,9 +138,13 @@ def _pelvis(
             hu[distance <= radius] = np.where(
                 distance[distance <= radius] > radius - 2.5, BONE_CORTEX, BONE_MARROW
             )
-        artery = np.array([[0.0, -45.0, 110.0], [30.0, -40.0, 40.0], [70.0, 0.0, -60.0],
-                           [85.0, 30.0, -110.0]]) * s
-        _paint_tube(space, hu, artery + (8.0 * side, -6.0, 0.0), 7.0, 140.0, ~bone)
+        artery = (
+            np.array(
+                [[0.0, -45.0, 110.0], [30.0, -40.0, 40.0], [70.0, 0.0, -60.0], [85.0, 30.0, -110.0]]
+            )
+            * s
+        )
+        _paint_tube(space, hu, artery + np.array([8.0 * side, -6.0, 0.0]), 7.0, 140.0, ~bone)
         _paint_tube(space, hu, artery, 5.0, 170.0, ~bone)
     cavity &= ~bone
 
@@ -161,8 +168,16 @@ def _bowel(
 ) -> None:
     """Rectosigmoid and 6-10 small-bowel loops: tubes with a soft-tissue wall and air, fluid or
     oral-contrast content, painted inside the peritoneal cavity."""
-    rectum = np.array([[0.0, -62.0, -125.0], [0.0, -60.0, -60.0], [5.0, -45.0, -20.0],
-                       [30.0, -20.0, 10.0], [50.0, 0.0, 30.0], [40.0, 20.0, 50.0]])
+    rectum = np.array(
+        [
+            [0.0, -62.0, -125.0],
+            [0.0, -60.0, -60.0],
+            [5.0, -45.0, -20.0],
+            [30.0, -20.0, 10.0],
+            [50.0, 0.0, 30.0],
+            [40.0, 20.0, 50.0],
+        ]
+    )
     loops = [(rectum, 14.0)]
     for _ in range(int(rng.integers(6, 11))):
         point = np.array([rng.uniform(-100, 100), rng.uniform(-30, 70), rng.uniform(-20, 120)])
@@ -185,8 +200,9 @@ def _bowel(
         region[(distance <= radius - 2.5) & inside] = content
 
 
-def _object(space: PhantomSpace, label: int, kind: str, center: np.ndarray, radii: np.ndarray,
-            voxels: int) -> SynthObject:
+def _object(
+    space: PhantomSpace, label: int, kind: str, center: np.ndarray, radii: np.ndarray, voxels: int
+) -> SynthObject:
     scale = space.scale
     return SynthObject(
         label=label,
@@ -239,7 +255,9 @@ def _add_mass(
         direction = rng.normal(size=3)
         direction /= np.linalg.norm(direction)
         nodule_center = center + 0.85 * rotation @ (radii * direction)
-        nodule = ellipsoid_r2(space, nodule_center, [solid_fraction * radii.mean()] * 3, None, block)
+        nodule = ellipsoid_r2(
+            space, nodule_center, [solid_fraction * radii.mean()] * 3, None, block
+        )
         region[inside & (nodule <= 1.0)] = (65.0 + 10.0 * texture)[inside & (nodule <= 1.0)]
     label[block][inside] = MASS
     return [_object(space, MASS, "ovarian_mass", center, radii, int(inside.sum()))]
@@ -290,5 +308,7 @@ def _add_deposits(
         hu[block][inside] = 55.0
         label[block][inside] = DEPOSIT
         placed.append((center, radii.max()))
-        objects.append(_object(space, DEPOSIT, "peritoneal_deposit", center, radii, int(inside.sum())))
+        objects.append(
+            _object(space, DEPOSIT, "peritoneal_deposit", center, radii, int(inside.sum()))
+        )
     return objects

@@ -6,6 +6,7 @@ returns values for that sub-block only; points and sizes are in nominal mm.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -61,8 +62,9 @@ def segment_distance(
 
 def polyline_distance(space: PhantomSpace, points: np.ndarray, block: Block = None) -> np.ndarray:
     """Distance (K, J, I) in nominal mm to a polyline through ``points`` (n, 3)."""
-    distance = segment_distance(space, points[0], points[1], block)
-    for start, end in zip(points[1:-1], points[2:], strict=True):
+    segments = itertools.pairwise(points)
+    distance = segment_distance(space, *next(segments), block)
+    for start, end in segments:
         np.minimum(distance, segment_distance(space, start, end, block), out=distance)
     return distance
 

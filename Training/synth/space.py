@@ -70,7 +70,9 @@ def random_geometry(
     else:
         shape_ijk = np.asarray(size, dtype=int)
     if shape_ijk.shape != (3,) or spacing_ijk.shape != (3,) or min(shape_ijk) < 1:
-        raise ValueError(f"size must be an int or (I, J, K), spacing (I, J, K); got {size}, {spacing}")
+        raise ValueError(
+            f"size must be an int or (I, J, K), spacing (I, J, K); got {size}, {spacing}"
+        )
 
     if canonical:
         direction = np.eye(3)

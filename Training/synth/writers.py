@@ -62,8 +62,14 @@ def save_nifti(
 
 
 def _brain_writer(layout: str, et_label: int) -> Callable[..., SynthCase]:
-    def write(rng: np.random.Generator, root: Path, case_id: str, size: Any, labelled: bool,
-              **options: Any) -> SynthCase:
+    def write(
+        rng: np.random.Generator,
+        root: Path,
+        case_id: str,
+        size: Any,
+        labelled: bool,
+        **options: Any,
+    ) -> SynthCase:
         case = brain_mri_case(rng, size, layout=layout, et_label=et_label, **options)
         if layout == "brainmetshare":
             folder = root / ("train" if labelled else "test") / case_id
@@ -85,24 +91,42 @@ def _brain_writer(layout: str, et_label: int) -> Callable[..., SynthCase]:
 def _ct_writer(
     generate: Callable[..., SynthCase], image_folder: str, label_folder: str, test_folder: str
 ) -> Callable[..., SynthCase]:
-    def write(rng: np.random.Generator, root: Path, case_id: str, size: Any, labelled: bool,
-              **options: Any) -> SynthCase:
+    def write(
+        rng: np.random.Generator,
+        root: Path,
+        case_id: str,
+        size: Any,
+        labelled: bool,
+        **options: Any,
+    ) -> SynthCase:
         case = generate(rng, size, **options)
         intercept = float(rng.choice([0.0, -1024.0]))
         folder = image_folder if labelled else test_folder
-        save_nifti(root / folder / f"{case_id}.nii.gz", case.images["ct"], case.geometry,
-                   np.int16, intercept)
+        save_nifti(
+            root / folder / f"{case_id}.nii.gz",
+            case.images["ct"],
+            case.geometry,
+            np.int16,
+            intercept,
+        )
         if labelled:
-            save_nifti(root / label_folder / f"{case_id}.nii.gz", case.label, case.geometry,
-                       np.uint8)
+            save_nifti(
+                root / label_folder / f"{case_id}.nii.gz", case.label, case.geometry, np.uint8
+            )
         return case
 
     return write
 
 
 def _cxr_writer(image_format: str) -> Callable[..., SynthCase]:
-    def write(rng: np.random.Generator, root: Path, case_id: str, size: Any, labelled: bool,
-              **options: Any) -> SynthCase:
+    def write(
+        rng: np.random.Generator,
+        root: Path,
+        case_id: str,
+        size: Any,
+        labelled: bool,
+        **options: Any,
+    ) -> SynthCase:
         if options:
             raise ValueError(f"lung-cxr takes no options {sorted(options)}")
         case = lung_cxr_case(rng, size)
@@ -198,8 +222,7 @@ def _write_decathlon_json(root: Path, training: list[str], test: list[str]) -> N
         "numTraining": len(training),
         "numTest": len(test),
         "training": [
-            {"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"}
-            for c in training
+            {"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in training
         ],
         "test": [f"./imagesTs/{c}.nii.gz" for c in test],
     }

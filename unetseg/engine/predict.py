@@ -34,8 +34,9 @@ class CaseSegmentation:
     """Result of `Segmenter.segment`.
 
     Attributes:
-        labels: `(K, J, I)` uint8/uint16 label map on the reference input's grid (2D models:
-            K = 1). Values are the manifest's label values, 0 is background.
+        labels: uint8/uint16 label map on the reference input's grid, shaped like the
+            reference array as given: `(K, J, I)` (2D models: `(1, J, I)` or `(J, I)`).
+            Values are the manifest's label values, 0 is background.
         geometry: the reference input's geometry (the grid of `labels`).
         missing_inputs: optional inputs that were absent (their channel was zero).
         timings: seconds per stage ("prepare", "inference", "restore").
@@ -74,9 +75,7 @@ class Segmenter:
     ) -> None:
         self.package = package
         self.device = select_device(device)
-        self.overlap = package.overlap if overlap is None else float(overlap)
-        if not 0.0 <= self.overlap < 1.0:
-            raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
+        self.overlap = package.overlap if overlap is None else _checked_overlap(overlap)
         self.mirror_axes = tuple(mirror_axes) if mirror_axes else None
         self.skip_background = skip_background
         self.cpu_bf16 = cpu_bf16
@@ -96,20 +95,28 @@ class Segmenter:
         *,
         progress: Progress | None = None,
         cancel: CancelToken | None = None,
+        overlap: float | None = None,
     ) -> CaseSegmentation:
         """Segment one case.
 
         Args:
-            arrays: one `(K, J, I)` array per manifest input, in manifest order; None for an
-                absent optional input.
+            arrays: one `(K, J, I)` array per manifest input, in manifest order (2D models:
+                `(1, J, I)` or `(J, I)`); None for an absent optional input.
             geometries: the matching geometries (None where the array is None).
-            progress: `progress(done_windows, total_windows)`.
+            progress: `progress(done_windows, total_windows)`, called after every window batch.
             cancel: cancel token; cancelling raises `InferenceCancelled`.
+            overlap: window overlap for this case; default `self.overlap`.
+
+        Raises:
+            ValueError: invalid inputs (see `prepare_inputs`).
+            SegmentationError: out of memory.
+            InferenceCancelled: `cancel` was cancelled.
         """
+        overlap = self.overlap if overlap is None else _checked_overlap(overlap)
         start = time.perf_counter()
         case = prepare_inputs(arrays, geometries, self.package.manifest)
         prepared = time.perf_counter()
-        labels = self._infer(case, progress, cancel)
+        labels = self._infer(case, overlap, progress, cancel)
         inferred = time.perf_counter()
         restored = case.restore_labels(labels)
         done = time.perf_counter()
@@ -126,22 +133,26 @@ class Segmenter:
         )
 
     def _infer(
-        self, case: PreparedCase, progress: Progress | None, cancel: CancelToken | None
+        self,
+        case: PreparedCase,
+        overlap: float,
+        progress: Progress | None,
+        cancel: CancelToken | None,
     ) -> np.ndarray:
         image = torch.from_numpy(case.image).unsqueeze(0)
         mask = None
         if self.skip_background and case.foreground_mask is not None:
             mask = torch.from_numpy(case.foreground_mask)
         try:
-            labels = self._run(image, mask, self.device, progress, cancel)
-        except torch.OutOfMemoryError:
+            labels = self._run(image, mask, overlap, self.device, progress, cancel)
+        except torch.cuda.OutOfMemoryError:
             if self.device.type != "cuda":
                 raise SegmentationError(_OUT_OF_MEMORY) from None
             logger.warning("GPU out of memory: running this case on the CPU instead")
             torch.cuda.empty_cache()
             self.network.to("cpu")
             try:
-                labels = self._run(image, mask, torch.device("cpu"), progress, cancel)
+                labels = self._run(image, mask, overlap, torch.device("cpu"), progress, cancel)
             finally:
                 self.network.to(self.device)
         except MemoryError:
@@ -152,6 +163,7 @@ class Segmenter:
         self,
         image: torch.Tensor,
         mask: torch.Tensor | None,
+        overlap: float,
         device: torch.device,
         progress: Progress | None,
         cancel: CancelToken | None,
@@ -160,7 +172,7 @@ class Segmenter:
             image,
             self.roi_size,
             self.network,
-            overlap=self.overlap,
+            overlap=overlap,
             foreground_mask=mask,
             crop_to_foreground=mask is not None,
             mirror_axes=self.mirror_axes,
@@ -172,6 +184,12 @@ class Segmenter:
             device=device,
             cpu_bf16=self.cpu_bf16,
         )
+
+
+def _checked_overlap(overlap: float) -> float:
+    if not 0.0 <= float(overlap) < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    return float(overlap)
 
 
 _OUT_OF_MEMORY = (

@@ -14,8 +14,8 @@ from typing import Any
 
 import slicer
 
+from unetseg.gui.dependencies import missingPackages
 from unetseg.gui.sampleModels import SampleModel
-from unetseg.gui.torchSetup import missingPackages
 from unetseg.host.volumes import addVolumeFromArray
 
 
@@ -66,7 +66,9 @@ def runSampleCase(
     totalMl = sum(row["volume_ml"] for row in result.statistics["segments"])
     testCase.assertLessEqual(totalMl, phantomMl * (1 + 1e-6))
     testCase.assertEqual("lesions" in result.statistics, model.lesion_analysis)
-    testCase.assertEqual(list(result.missingOptionalInputs), [i.name for i in model.inputs if i.name in omit])
+    testCase.assertEqual(
+        list(result.missingOptionalInputs), [i.name for i in model.inputs if i.name in omit]
+    )
     testCase.assertGreater(result.timings["total"], 0.0)
     testCase.assertTrue(result.device)
 
@@ -80,9 +82,7 @@ def runSampleCase(
     return result
 
 
-def runModuleSelfTest(
-    testCase, logic, sample: SampleModel, omit: Sequence[str] = ()
-) -> None:
+def runModuleSelfTest(testCase, logic, sample: SampleModel, omit: Sequence[str] = ()) -> None:
     """Self-test of a module in the Slicer app: ``sample`` must be listed by the module's model
     filter, and ``runSampleCase`` must pass on ``slicer.mrmlScene``. Skipped (with a message)
     when the Python packages the engine needs are not installed."""

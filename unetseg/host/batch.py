@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,13 @@ from unetseg.engine.package import ModelPackage
 from unetseg.engine.registry import resolve_model
 from unetseg.host.dicom_series import DicomSeries, discoverSeries, loadSeries
 from unetseg.host.logic import SegmentationLogic, SegmentationResult
-from unetseg.host.matching import Candidate, matchInputs
+from unetseg.host.matching import SERIES_DESCRIPTION_ATTRIBUTE, Candidate, matchInputs
 from unetseg.host.scene_io import loadVolume, newScene, saveSegmentation
 from unetseg.host.volumes import addVolumeFromArray
 
 #: 2D images that Slicer's archetype reader cannot open without the app: read with Pillow.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+SERIES_UID_ATTRIBUTE = "DICOM.SeriesInstanceUID"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,12 @@ class Source:
             return str(self.path)
         return f"{self.path} [DICOM series {self.series.label}, {self.series.seriesInstanceUID}]"
 
+    def candidate(self) -> Candidate:
+        """Matching descriptor: file name for files, SeriesDescription for series."""
+        if self.series is None:
+            return Candidate(self.nodeName(), self.path.name, "", self)
+        return Candidate(self.nodeName(), "", self.series.seriesDescription, self)
+
 
 def hostScene():
     """The app's scene inside Slicer, else a new headless scene."""
@@ -54,24 +62,26 @@ def hostScene():
     return newScene()
 
 
-def findCandidates(paths: list[str | Path]) -> list[Candidate]:
-    """One candidate per image file, and per image series found in each DICOM folder."""
-    candidates = []
+def findSources(paths: Sequence[str | Path]) -> list[Source]:
+    """One source per file, and per image series found in each DICOM folder (SEG excluded)."""
+    sources = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             series = [s for s in discoverSeries(path) if not s.isSeg]
             if not series:
                 raise FileNotFoundError(f"No DICOM image series found in folder {path}")
-            for item in series:
-                source = Source(path, item)
-                candidates.append(Candidate(source.nodeName(), "", item.seriesDescription, source))
+            sources += [Source(path, item) for item in series]
         elif path.is_file():
-            source = Source(path)
-            candidates.append(Candidate(source.nodeName(), path.name, "", source))
+            sources.append(Source(path))
         else:
             raise FileNotFoundError(f"Input not found: {path}")
-    return candidates
+    return sources
+
+
+def findCandidates(paths: Sequence[str | Path]) -> list[Candidate]:
+    """``findSources`` as matching candidates (``Candidate.item`` is the ``Source``)."""
+    return [source.candidate() for source in findSources(paths)]
 
 
 def _stem(path: Path) -> str:
@@ -82,13 +92,35 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
+def _overrideSource(inputName: str, value: str | Path, sources: list[Source]) -> Source:
+    """The source a ``--map`` value names: a file path, or a series' description / UID."""
+    path = Path(value)
+    if path.is_file():
+        same = [s for s in sources if s.series is None and s.path.resolve() == path.resolve()]
+        return same[0] if same else Source(path)
+    text = str(value).strip().lower()
+    named = [
+        s
+        for s in sources
+        if s.series is not None
+        and text in (s.series.seriesDescription.lower(), s.series.seriesInstanceUID.lower())
+    ]
+    if len(named) != 1:
+        found = "no file or DICOM series" if not named else f"{len(named)} DICOM series"
+        raise ValueError(
+            f"--map {inputName}={value}: {found} match(es) it; give an existing file or the "
+            "SeriesDescription / SeriesInstanceUID of exactly one input series"
+        )
+    return named[0]
+
+
 def loadSource(scene, source: Source, name: str):
     """Volume node for a file or DICOM series (DICOM attributes kept for matching and SEG)."""
     if source.series is not None:
         array, geometry = loadSeries(source.series)
         node = addVolumeFromArray(scene, array, geometry, name)
-        node.SetAttribute("DICOM.SeriesDescription", source.series.seriesDescription)
-        node.SetAttribute("DICOM.SeriesInstanceUID", source.series.seriesInstanceUID)
+        node.SetAttribute(SERIES_DESCRIPTION_ATTRIBUTE, source.series.seriesDescription)
+        node.SetAttribute(SERIES_UID_ATTRIBUTE, source.series.seriesInstanceUID)
         return node
     if source.path.suffix.lower() in IMAGE_SUFFIXES:
         array = _readImage2d(source.path)
@@ -104,24 +136,31 @@ def _readImage2d(path: Path) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
-            grey = image.convert("F")
-            array = np.asarray(grey, dtype=np.float32)
+            array = np.asarray(image.convert("F"), dtype=np.float32)
     except (OSError, UnidentifiedImageError) as error:
         raise ValueError(f"Cannot read image {path}: {error}") from error
     # J = row, I = column; 2D models take the pixel grid as stored (no reorientation).
     return array[np.newaxis]
 
 
+def _describeInput(source: Source, automatic: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {"path": str(source.path), "matched": "auto" if automatic else "map"}
+    if source.series is not None:
+        entry["series_description"] = source.series.seriesDescription
+        entry["series_instance_uid"] = source.series.seriesInstanceUID
+    return entry
+
+
 def segmentFiles(
     model: str | Path | ModelPackage,
-    inputs: list[str | Path],
+    inputs: Sequence[str | Path],
     output: str | Path,
     *,
     dicomSeg: str | Path | None = None,
     summary: str | Path | None = None,
     device: str = "auto",
     overlap: float | None = None,
-    overrides: dict[str, str] | None = None,
+    overrides: Mapping[str, str | Path] | None = None,
     scene=None,
 ) -> dict[str, Any]:
     """Segment one case given as files and/or DICOM folders; write ``.seg.nrrd`` (+ SEG, JSON).
@@ -133,48 +172,72 @@ def segmentFiles(
         output: ``.seg.nrrd`` path.
         dicomSeg: also write a DICOM SEG here (the reference input must be a DICOM series).
         summary: also write the returned summary as JSON here.
-        overrides: input name -> file path or SeriesDescription, taking precedence over
-            automatic matching.
+        overrides: input name -> file path, or SeriesDescription / SeriesInstanceUID of one
+            input series; taken before automatic matching.
         scene: scene to use (default: the app's, or a new headless one).
 
     Returns:
-        Summary: model, matched inputs, missing optional inputs, timings per stage (s),
-        per-segment volumes and lesion table, output paths.
+        Summary: model, matched inputs (``{"path", "matched": "auto"|"map"}`` plus the series
+        description and UID for DICOM), unused inputs, missing optional inputs, timings per
+        stage (s), per-segment volumes and lesion table (``statistics``), output paths.
+
+    Raises:
+        ValueError, FileNotFoundError, OSError: bad arguments or unreadable inputs, with a
+            message naming the input (checked before the network runs).
+        MissingInputError (a ValueError): a required input matched nothing.
     """
     started = time.perf_counter()
-    package = model if isinstance(model, ModelPackage) else resolve_model(model)
     output = Path(output)
     if not output.name.lower().endswith(".seg.nrrd"):
         raise ValueError(f"--output must end with .seg.nrrd, got {output}")
-    scene = hostScene() if scene is None else scene
+    package = model if isinstance(model, ModelPackage) else resolve_model(model)
 
-    match = matchInputs(findCandidates(inputs), package.inputs, overrides=overrides)
-    loadStarted = time.perf_counter()
-    nodes, sources = {}, {}
-    for spec in package.inputs:
-        source = match.assigned.get(spec.name)
-        if source is None:
-            continue
-        nodes[spec.name] = loadSource(scene, source, source.nodeName())
-        sources[spec.name] = source
-    loadSeconds = time.perf_counter() - loadStarted
+    sources = findSources(inputs)
+    chosen = {
+        name: _overrideSource(name, value, sources) for name, value in (overrides or {}).items()
+    }
+    sources += [s for s in chosen.values() if s not in sources]
+    match = matchInputs([s.candidate() for s in sources], package.inputs, overrides=chosen)
+    assigned: dict[str, Source] = {
+        spec.name: match.assigned[spec.name]
+        for spec in package.inputs
+        if spec.name in match.assigned
+    }
+    referenceName = next(spec.name for spec in package.inputs if spec.required)
+    if dicomSeg is not None and assigned[referenceName].series is None:
+        raise ValueError(
+            f"--dicom-seg needs the reference input '{referenceName}' to be a DICOM series "
+            "(give a DICOM folder as input)"
+        )
+    discovered = time.perf_counter()
+
+    scene = hostScene() if scene is None else scene
+    nodes = {
+        name: loadSource(scene, source, source.nodeName()) for name, source in assigned.items()
+    }
+    loaded = time.perf_counter()
 
     result = SegmentationLogic(scene).process(package, nodes, device=device, overlap=overlap)
     assert isinstance(result, SegmentationResult)
-    writeStarted = time.perf_counter()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    saveSegmentation(result.segmentationNode, output)
-    written = {"seg_nrrd": str(output)}
+    saveStarted = time.perf_counter()
+    written = {"seg_nrrd": str(saveSegmentation(result.segmentationNode, output))}
     if dicomSeg is not None:
-        written["dicom_seg"] = str(_writeDicomSeg(package, result, sources, Path(dicomSeg)))
-    saveSeconds = time.perf_counter() - writeStarted
+        series = assigned[referenceName].series
+        assert series is not None
+        written["dicom_seg"] = str(_writeDicomSeg(package, result, series, Path(dicomSeg)))
+    saveSeconds = time.perf_counter() - saveStarted
 
-    timings = {"load": loadSeconds, **result.timings, "save": saveSeconds}
-    timings.pop("total", None)
+    timings = {"discover": discovered - started, "load": loaded - discovered}
+    timings.update((k, v) for k, v in result.timings.items() if k != "total")
+    timings["save"] = saveSeconds
     timings["total"] = time.perf_counter() - started
+    used = {id(source) for source in assigned.values()}
     report = {
         "model": {"id": package.id, "version": package.version, "title": package.title},
-        "inputs": {name: source.describe() for name, source in sources.items()},
+        "inputs": {
+            name: _describeInput(source, name not in chosen) for name, source in assigned.items()
+        },
+        "unused_inputs": [s.describe() for s in sources if id(s) not in used],
         "missing_optional_inputs": result.missingOptionalInputs,
         "device": result.device,
         "timings_s": timings,
@@ -188,17 +251,10 @@ def segmentFiles(
 
 
 def _writeDicomSeg(
-    package: ModelPackage, result: SegmentationResult, sources: dict[str, Source], path: Path
+    package: ModelPackage, result: SegmentationResult, series: DicomSeries, path: Path
 ) -> Path:
     from unetseg.host.dicom_seg import writeDicomSeg
 
-    referenceName = next(spec.name for spec in package.inputs if spec.required)
-    series = sources[referenceName].series
-    if series is None:
-        raise ValueError(
-            "--dicom-seg needs the reference input "
-            f"'{referenceName}' to be a DICOM series (give a DICOM folder as input)"
-        )
     path.parent.mkdir(parents=True, exist_ok=True)
     return writeDicomSeg(
         result.labels,

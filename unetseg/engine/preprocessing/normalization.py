@@ -96,7 +96,7 @@ def _scale_to_unit(array: np.ndarray, low: float, high: float) -> np.ndarray:
     tensor = torch.from_numpy(result)
     if high - low <= 0:
         return tensor.zero_().numpy()
-    tensor.clamp_(low, high).sub_(low).div_(high - low)
+    tensor.clamp_(low, high).sub_(low).div_(high - low).clamp_(0.0, 1.0)  # exact ends
     return result
 
 

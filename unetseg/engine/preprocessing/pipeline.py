@@ -168,18 +168,14 @@ def _validated_arrays(
     reference = (required or present)[0]
     reference_volume = volumes[reference]
     assert reference_volume is not None
+    # No geometry: the reference gets a 1 mm RAS identity grid, other inputs share its grid.
+    reference_geometry = geometries[reference] or Geometry(np.eye(4), reference_volume.shape)
     resolved: list[Geometry | None] = []
     for index, (volume, geometry) in enumerate(zip(volumes, geometries, strict=True)):
         if volume is None:
             resolved.append(None)
             continue
-        if geometry is None:
-            # No geometry: the reference gets a 1 mm RAS identity grid, others share its grid.
-            geometry = (
-                Geometry(np.eye(4), volume.shape)
-                if index == reference
-                else geometries[reference] or Geometry(np.eye(4), reference_volume.shape)
-            )
+        geometry = geometry or reference_geometry
         if geometry.shape != volume.shape:
             raise ValueError(
                 f"input {specs[index]['name']!r}: array shape {volume.shape} differs from its "

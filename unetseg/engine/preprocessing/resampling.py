@@ -47,9 +47,10 @@ def resample_to_spacing(
     """Resample to a new voxel size, keeping the directions and the outer corner of the grid.
 
     Grid placement: the new grid starts at the same outer voxel corner as the old one (the corner
-    of voxel 0 facing away from the volume), like ``F.interpolate(..., align_corners=False)``,
-    ``scipy.ndimage.zoom(grid_mode=True)`` and nnU-Net: new voxel ``t`` has its centre at old
-    continuous index ``(t + 0.5) * new / old - 0.5``. New size per axis is
+    of voxel 0 facing away from the volume): new voxel ``t`` has its centre at old continuous
+    index ``(t + 0.5) * new / old - 0.5``, the mapping of ``F.interpolate(align_corners=False,
+    scale_factor=old / new, recompute_scale_factor=False)``. The new origin is therefore
+    ``origin + direction @ ((new - old) / 2)``. New size per axis is
     ``round_half_up(n * old / new)`` (at least 1), so the far edge moves by less than half a new
     voxel; positions beyond the old edge take the edge value (border padding).
 
@@ -135,8 +136,8 @@ def _nearest_index(coords: np.ndarray) -> np.ndarray:
 
 def _as_float32_tensor(array: np.ndarray) -> torch.Tensor:
     data = np.asarray(array, dtype=np.float32)
-    if not data.flags.c_contiguous or not data.flags.writeable:
-        data = np.ascontiguousarray(data) if data.flags.writeable else data.copy()
+    if not (data.flags.c_contiguous and data.flags.writeable):
+        data = np.array(data, dtype=np.float32, order="C")
     return torch.from_numpy(data)
 
 
@@ -168,11 +169,8 @@ def _resample_axis_aligned(
         for _, dim, n_source, coords in steps:
             index = _nearest_index(coords)
             result = np.take(result, np.clip(index, 0, n_source - 1), axis=dim)
-            outside = (index < 0) | (index >= n_source)
-            if padding == "constant" and outside.any():
-                selector = [slice(None)] * result.ndim
-                selector[dim] = outside
-                result[tuple(selector)] = fill
+            if padding == "constant":
+                _fill_outside(result, dim, (index < 0) | (index >= n_source), fill)
         return result
 
     result = np.asarray(array, dtype=np.float32)
@@ -188,13 +186,18 @@ def _resample_axis_aligned(
         )
         result = above
         del below
-        index = _nearest_index(coords)
-        outside = (index < 0) | (index >= n_source)
-        if padding == "constant" and outside.any():
-            selector = [slice(None)] * result.ndim
-            selector[dim] = outside
-            result[tuple(selector)] = fill
+        if padding == "constant":
+            index = _nearest_index(coords)
+            _fill_outside(result, dim, (index < 0) | (index >= n_source), fill)
     return result
+
+
+def _fill_outside(array: np.ndarray, dim: int, outside: np.ndarray, fill: float) -> None:
+    """Set the positions ``outside`` (bool, along ``dim``) of ``array`` to ``fill`` in place."""
+    if outside.any():
+        selector: list[slice | np.ndarray] = [slice(None)] * array.ndim
+        selector[dim] = outside
+        array[tuple(selector)] = fill
 
 
 def _resample_general(

@@ -1,0 +1,199 @@
+"""Segmenter: whole-case segmentation on arrays (prepare -> sliding window -> reference grid).
+
+Geometry is checked with known networks: a voxel-wise "threshold" network makes the label map
+a thresholded copy of the input, so an analytic shape drawn in world coordinates must come back
+at the same place on the (oblique, anisotropic) reference grid. Equivalence with MONAI's
+``sliding_window_inference`` is checked on an identity-geometry input at model spacing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.inferers import sliding_window_inference as monai_sliding_window
+from torch import nn
+
+from unetseg.demo import brain_mri_manifest, lung_cxr_manifest, untrained_package
+from unetseg.engine.geometry import Geometry
+from unetseg.engine.inference import CancelToken, InferenceCancelled
+from unetseg.engine.predict import Segmenter
+
+FILTERS = (4, 8, 16)
+
+
+class Threshold(nn.Module):
+    """Logits [0, gain * x_0, -big, ...]: label 1 where normalised input 0 exceeds ``level``.
+
+    Records the last input batch it saw.
+    """
+
+    def __init__(self, out_channels: int, level: float = 0.0, gain: float = 20.0) -> None:
+        super().__init__()
+        self.out_channels, self.level, self.gain = out_channels, level, gain
+        self.seen: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen = x.detach().clone()
+        logits = torch.full((x.shape[0], self.out_channels, *x.shape[2:]), -100.0)
+        logits[:, 0] = 0.0
+        logits[:, 1] = self.gain * (x[:, 0] - self.level)
+        return logits
+
+
+def ellipsoid(geometry: Geometry, center_ras, radii_mm) -> np.ndarray:
+    """Bool (K, J, I): voxel centres of ``geometry`` inside an axis-aligned RAS ellipsoid."""
+    k, j, i = np.indices(geometry.shape)
+    ijk1 = np.stack([i, j, k, np.ones_like(i)]).reshape(4, -1).astype(float)
+    ras = (geometry.ijk_to_ras @ ijk1)[:3].T
+    inside = (((ras - np.asarray(center_ras)) / np.asarray(radii_mm)) ** 2).sum(axis=1) <= 1.0
+    return inside.reshape(geometry.shape)
+
+
+def oblique_geometry(shape_kji, spacing_ijk) -> Geometry:
+    """IJK axes rotated 25 deg about S and 15 deg about R; IJK axes permuted towards L, P, S."""
+    a, b = np.radians(25.0), np.radians(15.0)
+    about_s = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    about_r = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    axes = about_s @ about_r @ np.array([[0, -1, 0], [-1, 0, 0], [0, 0, 1]])
+    extent = np.asarray(spacing_ijk) * np.asarray(shape_kji)[::-1]
+    origin = -axes @ (extent / 2.0)
+    return Geometry.from_spacing_origin_direction(spacing_ijk, origin, axes, shape_kji)
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+@pytest.fixture(scope="module")
+def brain_package(tmp_path_factory):
+    """4-input brain model at 2 mm with a 32^3 patch (a few windows per case)."""
+    manifest = brain_mri_manifest(FILTERS, patch_size=(32, 32, 32))
+    manifest["spacing_mm"] = [2.0, 2.0, 2.0]
+    return untrained_package(tmp_path_factory.mktemp("brain"), manifest)
+
+
+def test_labels_lie_on_the_oblique_anisotropic_reference_grid(tmp_path):
+    manifest = brain_mri_manifest(FILTERS, patch_size=(32, 32, 32))
+    manifest["spacing_mm"] = [2.0, 2.0, 2.0]
+    # Unnormalised T1c, so that the threshold sits halfway between the two intensities.
+    manifest["inputs"][0]["normalization"] = {"method": "none"}
+    segmenter = Segmenter(untrained_package(tmp_path / "brain", manifest), "cpu")
+    segmenter.network = Threshold(4, level=170.0, gain=1.0)
+    geometry = oblique_geometry((10, 26, 22), (1.7, 1.3, 4.5))
+    inside = ellipsoid(geometry, center_ras=(6.0, -4.0, 3.0), radii_mm=(11.0, 7.0, 9.0))
+    t1c = np.where(inside, 300.0, 40.0).astype(np.float32)
+    # Secondary input on another (axial, isotropic, larger) grid, resampled onto the reference.
+    other = Geometry(
+        np.array([[2.0, 0, 0, -40], [0, 2, 0, -40], [0, 0, 2, -40], [0, 0, 0, 1]]), (40, 40, 40)
+    )
+    flair = np.full(other.shape, 7.0, np.float32)
+
+    result = segmenter.segment([t1c, flair, None, None], [geometry, other, None, None])
+
+    assert result.labels.shape == t1c.shape
+    assert result.labels.dtype == np.uint8
+    assert result.geometry.is_close(geometry, 1e-9)
+    # A transposed or flipped axis would move the off-centre ellipsoid away.
+    assert dice(result.labels == 1, inside) > 0.9
+    assert set(np.unique(result.labels)) <= {0, 1}
+    assert set(result.timings) == {"prepare", "inference", "restore"}
+    assert result.device.startswith("CPU")
+
+
+def test_missing_optional_inputs_are_flagged_and_fed_as_zero_channels(brain_package):
+    geometry = oblique_geometry((8, 20, 20), (2.0, 2.0, 3.0))
+    rng = np.random.default_rng(0)
+    t1c = rng.uniform(10, 20, geometry.shape).astype(np.float32)
+    flair = rng.uniform(10, 20, geometry.shape).astype(np.float32)
+    segmenter = Segmenter(brain_package, "cpu")
+    network = segmenter.network = Threshold(4)
+
+    result = segmenter.segment([t1c, flair, None, None], [geometry, geometry, None, None])
+
+    assert result.missing_inputs == ["t1", "t2"]
+    assert network.seen is not None
+    assert network.seen[:, :2].abs().sum() > 0
+    assert not network.seen[:, 2:].any()
+    with pytest.raises(ValueError, match="t1c"):
+        segmenter.segment([None, flair, t1c, None], [None, geometry, geometry, None])
+
+
+def test_2d_image_is_segmented_on_its_own_pixel_grid(tmp_path):
+    package = untrained_package(tmp_path / "cxr", lung_cxr_manifest((4, 8)))
+    shape = (1, 90, 70)  # (K, J, I): one slice, 0.7 x 1.4 mm pixels, resampled to 1 mm
+    geometry = Geometry(np.diag([-0.7, -1.4, 1.0, 1.0]), shape)
+    image = np.full(shape, 20.0, np.float32)
+    bright = np.zeros(shape, bool)
+    bright[0, 15:50, 40:62] = True  # off-centre rectangle
+    image[bright] = 220.0
+    segmenter = Segmenter(package, "cpu")
+
+    untrained = segmenter.segment([image], [geometry])
+    assert untrained.labels.shape == shape
+    assert untrained.geometry.is_close(geometry, 1e-9)
+
+    segmenter.network = Threshold(2, level=0.5)
+    result = segmenter.segment([image[0]], [geometry])  # (J, I) is accepted too
+    assert result.labels.shape == shape[1:]
+    assert dice(result.labels == 1, bright[0]) > 0.9
+
+
+def test_cancel_raises_after_reported_progress(brain_package):
+    geometry = Geometry(np.diag([2.0, 2.0, 2.0, 1.0]), (40, 40, 40))  # 2 x 2 x 2 windows
+    image = np.random.default_rng(1).uniform(1, 2, geometry.shape).astype(np.float32)
+    segmenter = Segmenter(brain_package, "cpu")
+    token = CancelToken()
+    reports = []
+
+    def progress(done: int, total: int) -> None:
+        reports.append((done, total))
+        token.cancel()
+
+    with pytest.raises(InferenceCancelled):
+        segmenter.segment(
+            [image, image, None, None],
+            [geometry, None, None, None],
+            progress=progress,
+            cancel=token,
+        )
+    assert reports == [(1, 8)]
+
+
+def test_invalid_overlap_is_refused(brain_package):
+    with pytest.raises(ValueError, match="overlap"):
+        Segmenter(brain_package, "cpu", overlap=1.0)
+    geometry = Geometry(np.eye(4), (8, 8, 8))
+    image = np.ones(geometry.shape, np.float32)
+    with pytest.raises(ValueError, match="overlap"):
+        Segmenter(brain_package, "cpu").segment(
+            [image, image, None, None], [geometry] * 2 + [None] * 2, overlap=-0.1
+        )
+
+
+def _zscore_nonzero(x: np.ndarray) -> np.ndarray:
+    values = x[x != 0].astype(np.float64)
+    return np.where(x != 0, (x - values.mean()) / values.std(), 0.0).astype(np.float32)
+
+
+def test_equals_monai_sliding_window_on_identity_geometry_at_model_spacing(tmp_path):
+    # Anisotropic patch (I, J, K) = (16, 24, 8): the window must become (K, J, I) = (8, 24, 16).
+    manifest = brain_mri_manifest(FILTERS, patch_size=(16, 24, 8))
+    manifest["spacing_mm"] = [1.0, 1.0, 1.0]
+    package = untrained_package(tmp_path / "brain", manifest, seed=3)
+    shape = (8, 30, 20)  # (K, J, I): 1 x 2 x 2 windows at overlap 0.5
+    rng = np.random.default_rng(2)
+    arrays = [rng.uniform(1.0, 100.0, shape).astype(np.float32) for _ in range(4)]
+    segmenter = Segmenter(package, "cpu")
+
+    result = segmenter.segment(arrays, [Geometry(np.eye(4), shape)] * 4)
+
+    image = torch.from_numpy(np.stack([_zscore_nonzero(x) for x in arrays]))[None]
+    with torch.no_grad():
+        logits = monai_sliding_window(
+            image, (8, 24, 16), 1, segmenter.network, overlap=0.5, mode="gaussian"
+        )
+    expected = logits.argmax(dim=1)[0].numpy()
+    assert result.labels.shape == shape
+    np.testing.assert_array_equal(result.labels, expected)
+    assert len(np.unique(expected)) > 1  # the untrained net does not give one constant label

@@ -1,0 +1,1 @@
+"""Subcommands of ``python -m Training`` (each registered in ``Training.cli.COMMANDS``)."""

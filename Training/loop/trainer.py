@@ -1,0 +1,482 @@
+"""The training loop: optimisation steps, epoch-end validation, checkpoints, exact resume.
+
+An epoch is ``training.steps_per_epoch`` optimizer steps. After each epoch the loop (every
+``validation.every`` epochs, and after the last) validates whole volumes with the engine's
+``sliding_window_inference`` (``output="labels"``, the code the modules run) and
+``compute_metrics`` per class, plus a validation loss on fixed patches; then it appends a row
+to the history, writes ``metrics.csv/json`` and ``curves.png``, saves the ``last`` checkpoint
+and, when the mean validation Dice improved, the ``best`` one.
+
+Randomness is a pure function of ``(training.seed, step, rank)``: patches come from
+``PatchDataset`` (sample index -> generator) and the torch generator (dropout) is reseeded from
+``(seed, step, rank)`` before every step. A checkpoint therefore needs only the step counter
+besides model, optimizer, scheduler and scaler states, and training N steps straight equals N/2
+steps, a checkpoint, and N/2 resumed steps, for any number of data workers.
+
+Multi-process (DDP): each rank draws its own samples (``StepBatchSampler``), gradients are
+averaged by ``DistributedDataParallel``, validation cases are split over the ranks and the
+metrics gathered, so every rank takes the same decisions (schedule, early stopping); rank 0
+writes the files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from Training.config import TrainConfig
+from Training.loop.checkpoint import load_checkpoint, save_checkpoint
+from Training.loop.curves import plot_curves, write_history
+from Training.loop.distributed import DistInfo, all_gather_objects, all_reduce_sum
+from Training.loop.objectives import build_loss, training_target
+from Training.loop.progress import Progress
+from Training.loop.schedules import LRSchedule, build_optimizer
+from Training.sampling import (
+    CaseSource,
+    PatchDataset,
+    PatchSampler,
+    StepBatchSampler,
+    TrainingCase,
+    seed_worker,
+)
+from unetseg.engine.device import cpu_supports_bf16, select_device
+from unetseg.engine.inference import sliding_window_inference
+from unetseg.engine.metrics import compute_metrics
+from unetseg.engine.network import UNet
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "unetseg-training-checkpoint"
+LAST, BEST = "last.safetensors", "best.safetensors"
+#: Config keys that may differ when resuming (they do not change the result).
+RESUME_FREE_KEYS = (
+    "data.root",
+    "data.cache_dir",
+    "training.workers",
+    "training.device",
+    "training.cache_cases",
+)
+_STEP_SEED_KEY = 0x57E9
+_VAL_PATCH_KEY = 0x7A11
+
+
+@dataclass
+class TrainState:
+    """Progress of a run (JSON-serialisable; stored in every checkpoint).
+
+    ``history`` holds one row per finished epoch; ``epoch_loss`` / ``epoch_steps`` accumulate
+    the current (unfinished) epoch.
+    """
+
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_dice: float | None = None
+    best_epoch: int | None = None
+    stale_validations: int = 0
+    stopped_early: bool = False
+    epoch_loss: float = 0.0
+    epoch_steps: int = 0
+    elapsed_s: float = 0.0
+
+
+def resolve_amp(mode: str, device: torch.device) -> tuple[torch.dtype | None, str | None]:
+    """Autocast dtype for ``training.amp`` on ``device`` and a note when the request cannot
+    be honoured. CUDA: ``auto`` = bf16 where supported, else fp16. CPU: bf16 only with native
+    support (``cpu_supports_bf16``), since emulated bf16 is far slower than float32."""
+    if mode == "off":
+        return None, None
+    if device.type == "cuda":
+        bf16_ok = torch.cuda.is_bf16_supported()
+        if mode == "fp16" or (mode == "auto" and not bf16_ok):
+            return torch.float16, None
+        if not bf16_ok:
+            return torch.float16, "this GPU has no bf16: using fp16 autocast"
+        return torch.bfloat16, None
+    if mode == "fp16":
+        return None, "fp16 autocast needs CUDA: training in float32"
+    if cpu_supports_bf16():
+        return torch.bfloat16, None
+    note = "this CPU has no native bf16 (avx512_bf16/amx_bf16): training in float32"
+    return None, note if mode == "bf16" else None
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """Seed of the torch generator for optimizer step ``step`` of ``rank``."""
+    sequence = np.random.SeedSequence([seed, _STEP_SEED_KEY, step, rank])
+    return int(sequence.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def label_key(name: str) -> str:
+    """Metric-column suffix for a label name (``right lung`` -> ``right_lung``)."""
+    return re.sub(r"\W+", "_", name.strip().lower()).strip("_") or "label"
+
+
+class Trainer:
+    """Trains ``UNet(**config.model["network"])`` on prepared cases.
+
+    Args:
+        config: the validated training config.
+        run_dir: run folder; rank 0 writes metrics, curves and ``checkpoints/`` there.
+        train_cases, val_cases: prepared cases (``Training.sampling.CaseSource``).
+        dist: this process's rank (default: single process).
+        device: compute device (default: ``training.device``; CUDA ranks use ``LOCAL_RANK``).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: str | Path,
+        train_cases: CaseSource,
+        val_cases: CaseSource,
+        *,
+        dist: DistInfo | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.dist = dist or DistInfo()
+        training = config.training
+        if device is None:
+            device = select_device(training.device)
+            if device.type == "cuda" and self.dist.enabled:
+                device = torch.device("cuda", self.dist.local_rank)
+        self.device = torch.device(device)
+        self.amp_dtype, note = resolve_amp(training.amp, self.device)
+        if note and self.dist.is_main:
+            logger.info(note)
+
+        torch.manual_seed(training.seed)  # identical initial weights on every rank
+        self.network = UNet(**config.model["network"]).to(self.device)
+        self.model: torch.nn.Module = self.network
+        if self.dist.enabled:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.network, device_ids=device_ids)
+        self.optimizer = build_optimizer(self.network.parameters(), training.optimizer)
+        self.schedule = LRSchedule(self.optimizer, training.schedule, training.total_steps)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        network = config.model["network"]
+        self.loss_fn = build_loss(training.loss, config.activation, network["deep_supervision"])
+        self.out_channels = int(network["out_channels"])
+        self.labels = [(int(e["value"]), label_key(e["name"])) for e in config.model["labels"]]
+
+        sampler = PatchSampler(
+            config.patch_size, config.spatial_dims, config.sampling, config.augmentation
+        )
+        self.dataset = PatchDataset(train_cases, sampler, training.seed, training.cache_cases)
+        self.val_cases = val_cases
+        self.val_sampler = PatchSampler(
+            config.patch_size, config.spatial_dims, config.sampling, None
+        )
+        self.state = TrainState()
+        self.stop_requested = False
+        self._began = time.perf_counter()
+
+    # ------------------------------------------------------------------ checkpoints
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def checkpoint_tree(self) -> dict[str, Any]:
+        """Everything needed to resume exactly (see module docstring)."""
+        self.state.elapsed_s = self._elapsed()
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": 1,
+            "config": self.config.to_dict(),
+            "model": self.network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "state": dataclasses.asdict(self.state),
+        }
+
+    def save(self, name: str) -> Path | None:
+        """Write checkpoint ``name`` (rank 0 only; returns its path there)."""
+        if not self.dist.is_main:
+            return None
+        return save_checkpoint(self.checkpoint_dir / name, self.checkpoint_tree())
+
+    def load(self, path: str | Path) -> None:
+        """Restore a checkpoint written by ``save`` (same config up to ``RESUME_FREE_KEYS``)."""
+        tree = load_checkpoint(path, self.device)
+        if tree.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path} is not a training checkpoint")
+        changed = config_differences(tree["config"], self.config.to_dict())
+        if changed:
+            raise ValueError(
+                f"cannot resume from {path}: the config differs in {changed} (exact resume "
+                f"needs the run's own config)"
+            )
+        self.network.load_state_dict(tree["model"])
+        self.optimizer.load_state_dict(tree["optimizer"])
+        self.schedule.load_state_dict(tree["schedule"])
+        if self.scaler is not None and tree["scaler"]:
+            self.scaler.load_state_dict(tree["scaler"])
+        self.state = TrainState(**tree["state"])
+        self._began = time.perf_counter() - self.state.elapsed_s
+
+    # ------------------------------------------------------------------ training
+
+    def fit(self, stop_step: int | None = None, progress: Progress | None = None) -> TrainState:
+        """Train until ``training.epochs`` are done, early stopping, ``stop_step`` (a step
+        count, e.g. to interrupt in tests) or ``request_stop``; saves ``last`` on the way out."""
+        training = self.config.training
+        total = training.total_steps
+        stop = total if stop_step is None else min(total, int(stop_step))
+        if self.state.stopped_early or self.state.step >= stop:
+            return self.state
+        loader = self._loader(self.state.step, stop)
+        for images, labels in loader:
+            loss = self._train_step(images, labels)
+            self.state.step += 1
+            if math.isfinite(loss):
+                self.state.epoch_loss += loss
+                self.state.epoch_steps += 1
+            if progress is not None:
+                progress.update(self.state.step, loss)
+            if self.state.step % training.steps_per_epoch == 0 or self.state.step == total:
+                self._end_epoch()
+                if self.state.stopped_early:
+                    break
+            if self._should_stop():
+                break
+        if self.state.step % training.steps_per_epoch and self.state.step != total:
+            self.save(LAST)  # interrupted mid-epoch
+        return self.state
+
+    def request_stop(self) -> None:
+        """Stop after the current step (e.g. from a SIGINT handler), saving ``last``."""
+        self.stop_requested = True
+
+    def _should_stop(self) -> bool:
+        if not self.dist.enabled:
+            return self.stop_requested
+        return all_reduce_sum(self.dist, [float(self.stop_requested)])[0] > 0
+
+    def _loader(self, start: int, stop: int) -> DataLoader:
+        training = self.config.training
+        batches = StepBatchSampler(
+            training.batch_size, start, stop, self.dist.rank, self.dist.world_size
+        )
+        workers = training.workers
+        return DataLoader(
+            self.dataset,
+            batch_sampler=batches,
+            num_workers=workers,
+            worker_init_fn=seed_worker if workers else None,
+            pin_memory=self.device.type == "cuda",
+            prefetch_factor=4 if workers else None,
+            persistent_workers=False,
+        )
+
+    def _autocast(self) -> Any:
+        if self.amp_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _train_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        training = self.config.training
+        torch.manual_seed(step_seed(training.seed, self.state.step, self.dist.rank))
+        images = images.to(self.device, non_blocking=True)
+        target = training_target(
+            labels.to(self.device, non_blocking=True), self.config.activation, self.out_channels
+        )
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            outputs = self.model(images)
+        loss = self.loss_fn(outputs, target)
+        value = float(loss.detach())
+        if not math.isfinite(value) and self.scaler is None:
+            raise FloatingPointError(
+                f"training loss is {value} at step {self.state.step}: lower the learning rate "
+                f"or set training.grad_clip"
+            )
+        parameters = self.network.parameters()
+        clip = training.grad_clip
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            if clip is not None:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(parameters, clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(parameters, clip)
+            self.optimizer.step()
+        self.schedule.after_step()
+        return value
+
+    def _end_epoch(self) -> None:
+        training = self.config.training
+        state = self.state
+        epoch = -(-state.step // training.steps_per_epoch)
+        loss_sum, steps = all_reduce_sum(self.dist, [state.epoch_loss, float(state.epoch_steps)])
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "step": state.step,
+            "lr": self.schedule.lr,
+            "train_loss": loss_sum / steps if steps else None,
+        }
+        state.epoch_loss, state.epoch_steps = 0.0, 0
+        validate = epoch % training.validation.every == 0 or state.step == training.total_steps
+        improved = False
+        if validate and len(self.val_cases):
+            row.update(self.validate())
+            dice = row["val_dice"]
+            stopping = training.early_stopping
+            if state.best_dice is None or dice > state.best_dice + stopping.min_delta:
+                state.best_dice, state.best_epoch, state.stale_validations = dice, epoch, 0
+                improved = True
+            else:
+                state.stale_validations += 1
+            self.schedule.after_validation(dice)
+            if stopping.patience is not None and state.stale_validations >= stopping.patience:
+                state.stopped_early = True
+        row["time_s"] = round(self._elapsed(), 2)
+        state.history.append(row)
+        if self.dist.is_main:
+            self._report(row, improved)
+
+    def _report(self, row: dict[str, Any], improved: bool) -> None:
+        self.save(LAST)
+        if improved:
+            self.save(BEST)
+        write_history(self.run_dir, self.state.history)
+        plot_curves(self.state.history, self.run_dir / "curves.png")
+        text = " ".join(
+            f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+            for key, value in row.items()
+            if key in ("epoch", "step", "lr", "train_loss", "val_loss", "val_dice")
+        )
+        logger.info("%s%s", text, " (best)" if improved else "")
+        if self.state.stopped_early:
+            logger.info(
+                "early stopping: no validation Dice gain for %d validations",
+                self.state.stale_validations,
+            )
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self._began
+
+    # ------------------------------------------------------------------ validation
+
+    def validate(self) -> dict[str, float]:
+        """Whole-volume validation; returns ``val_loss``, ``val_dice``, ``val_precision``,
+        ``val_recall`` (means over cases of the per-label means) and per-label
+        ``dice_<name>`` / ``precision_<name>`` / ``recall_<name>``."""
+        limit = self.config.training.validation.max_cases
+        indices = list(range(len(self.val_cases)))[:limit]
+        mine = indices[self.dist.rank :: self.dist.world_size]
+        self.network.eval()
+        results = [self._validate_case(i) for i in mine]
+        self.network.train()
+        gathered = sorted(
+            (item for part in all_gather_objects(self.dist, results) for item in part),
+            key=lambda item: item[0],
+        )
+        metrics = [item[1] for item in gathered]
+        loss_sum = sum(item[2] for item in gathered)
+        loss_count = sum(item[3] for item in gathered)
+        row: dict[str, float] = {}
+        if loss_count:
+            row["val_loss"] = loss_sum / loss_count
+        for column, name in (
+            ("dice", "dice"),
+            ("precision", "precision"),
+            ("recall", "sensitivity"),
+        ):
+            row[f"val_{column}"] = float(np.mean([m["mean"][name] for m in metrics]))
+        for value, key in self.labels:
+            for column, name in (
+                ("dice", "dice"),
+                ("precision", "precision"),
+                ("recall", "sensitivity"),
+            ):
+                row[f"{column}_{key}"] = float(np.mean([m[str(value)][name] for m in metrics]))
+        return row
+
+    def _validate_case(self, index: int) -> tuple[str, dict[str, Any], float, int]:
+        case = self.val_cases.load(index)
+        prediction = self.predict(case)
+        settings = self.config.training.validation
+        metrics = compute_metrics(
+            prediction,
+            np.asarray(case.label),
+            [value for value, _ in self.labels],
+            case.spacing,
+            include_distances=settings.distances,
+        )
+        loss_sum, count = self._patch_loss(case, index, settings.loss_patches)
+        return case.case_id, metrics, loss_sum, count
+
+    def predict(self, case: TrainingCase) -> np.ndarray:
+        """Label map ``(K, J, I)`` of a prepared case by sliding-window inference (2D models:
+        slice by slice)."""
+        image = torch.from_numpy(np.array(case.image, dtype=np.float32))
+        patch = tuple(reversed(self.config.patch_size[: self.config.spatial_dims]))
+        batch = image[None] if self.config.spatial_dims == 3 else image.permute(1, 0, 2, 3)
+        output = self.config.model["output"]
+        settings = self.config.training.validation
+        overlap = settings.overlap if settings.overlap is not None else self.config.model["overlap"]
+        labels = sliding_window_inference(
+            batch,
+            patch,
+            self.network,
+            overlap=overlap,
+            sw_batch_size=settings.sw_batch_size,
+            output="labels",
+            activation=output["activation"],
+            threshold=float(output.get("threshold", 0.5)),
+            device=self.device,
+            amp="off" if self.amp_dtype is None else "auto",
+            cpu_bf16=self.amp_dtype == torch.bfloat16,
+        )
+        return labels.cpu().numpy().reshape(case.label.shape)
+
+    def _patch_loss(self, case: TrainingCase, index: int, count: int) -> tuple[float, int]:
+        """Summed loss over ``count`` fixed, unaugmented patches of a validation case."""
+        if count == 0:
+            return 0.0, 0
+        seed = self.config.training.seed
+        samples = [
+            self.val_sampler.sample(case, np.random.default_rng([seed, _VAL_PATCH_KEY, index, j]))
+            for j in range(count)
+        ]
+        images = torch.stack([s[0] for s in samples]).to(self.device)
+        labels = torch.stack([s[1] for s in samples]).to(self.device)
+        target = training_target(labels, self.config.activation, self.out_channels)
+        with torch.no_grad(), self._autocast():
+            logits = self.network(images)
+        return float(self.loss_fn(logits, target)) * count, count
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts, ignoring
+    ``RESUME_FREE_KEYS``."""
+    keys = sorted(set(old) | set(new))
+    changed = []
+    for key in keys:
+        dotted = f"{prefix}.{key}" if prefix else key
+        if dotted in RESUME_FREE_KEYS:
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed += config_differences(a, b, dotted)
+        elif a != b:
+            changed.append(dotted)
+    return changed

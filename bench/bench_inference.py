@@ -1,0 +1,433 @@
+"""Sliding-window inference benchmark: MONAI against UNetSeg (equal settings and fast mode).
+
+    python bench/bench_inference.py [--repeats 5] [--cases brain,ct] [--quick]
+
+Cases (array order (C, K, J, I)): "brain", 4-channel 155x240x240 (the real BraTS-METS case
+in ../shared/data/brats_met_unlabeled when present, else a phantom with the same background
+share), and "ct", a 1-channel 300x512x512 chest CT phantom. Window 128^3, overlap 0.5,
+Gaussian blending, a fixed-seed untrained U-Net plus a voxel-wise intensity prior (see
+`IntensityPrior`: it gives the labels confident regions, so fast-vs-full agreement means
+something; `--no-prior` drops it). Variants:
+- monai: `monai.inferers.sliding_window_inference` (float32 logits, no label step);
+- ours: `sliding_window_inference(output="labels")`, float32, the same windows;
+- fast: ours + foreground skipping + crop to the foreground box (+ CPU bf16 when the CPU has
+  native bf16; reported unavailable otherwise); its labels are compared with ours (Dice).
+Every variant runs in its own subprocess (peak RSS = its VmHWM). The predictor calls are
+timed inside the runs, so "stitching overhead" = wall time / sum of forward passes.
+`--quick` halves the brain, quarters the CT and uses 64^3 windows, to check the script.
+The Markdown table is printed and written to BENCHMARKS.md (section "Inference") unless
+--quick (use --output to write anyway).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
+
+from phantoms import BRAIN_BACKGROUND_SHARE, brain_phantom, ct_phantom  # noqa: E402
+
+from unetseg.engine import device as device_info  # noqa: E402
+from unetseg.engine.inference import plan_tiling, sliding_window_inference  # noqa: E402
+
+BRAIN_DIR = REPO.parent / "shared" / "data" / "brats_met_unlabeled"
+BRAIN_SEQUENCES = ("flair", "t1", "t1c", "t2")
+VARIANTS = ("monai", "ours", "fast")
+CT_WINDOW = (-600.0, 1500.0)  # centre, width (HU)
+BODY_HU = -500.0
+CT_SOURCE = "chest CT phantom (body 70% x 50% of the field of view, ~73% air)"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    shape: tuple[int, int, int]  # (K, J, I)
+    in_channels: int
+    out_channels: int
+    roi: int
+
+
+def cases(quick: bool) -> dict[str, Case]:
+    if quick:
+        return {
+            "brain": Case("brain", (78, 120, 120), 4, 4, 64),
+            "ct": Case("ct", (75, 128, 128), 1, 3, 64),
+        }
+    return {
+        "brain": Case("brain", (155, 240, 240), 4, 4, 128),
+        "ct": Case("ct", (300, 512, 512), 1, 3, 128),
+    }
+
+
+# --- inputs -------------------------------------------------------------------------------
+
+
+def brain_source() -> str:
+    if all((BRAIN_DIR / f"{s}.nii.gz").exists() for s in BRAIN_SEQUENCES):
+        return "BraTS-METS case (real data)"
+    return f"phantom ({BRAIN_BACKGROUND_SHARE:.0%} background)"
+
+
+def load_brain(case: Case) -> np.ndarray:
+    """(4, K, J, I) image z-scored inside the brain, 0 outside (real case or phantom)."""
+    if all((BRAIN_DIR / f"{s}.nii.gz").exists() for s in BRAIN_SEQUENCES):
+        import nibabel as nib
+
+        raw = np.stack(
+            [
+                np.asarray(nib.load(BRAIN_DIR / f"{s}.nii.gz").dataobj, np.float32).transpose(
+                    2, 1, 0
+                )
+                for s in BRAIN_SEQUENCES
+            ]
+        )
+        step = max(1, round(raw.shape[1] / case.shape[0]))
+        raw = raw[:, ::step, ::step, ::step]
+    else:
+        raw = brain_phantom(case.shape)
+    image = np.zeros_like(raw)
+    for c, channel in enumerate(raw):
+        inside = channel > 0
+        values = channel[inside]
+        image[c][inside] = (values - values.mean()) / max(float(values.std()), 1e-6)
+    return image
+
+
+def load_ct(case: Case) -> np.ndarray:
+    """CT-windowed (1, K, J, I) phantom in [0, 1]."""
+    centre, width = CT_WINDOW
+    hu = ct_phantom(case.shape)
+    return np.clip((hu - (centre - width / 2)) / width, 0.0, 1.0, out=hu)
+
+
+def brain_mask(image: np.ndarray) -> np.ndarray:
+    """Brain mask: voxels where any sequence is non-zero."""
+    return np.any(image != 0, axis=0)
+
+
+def ct_body_mask(image: np.ndarray) -> np.ndarray:
+    """Body mask of a windowed CT: above -500 HU, holes (lungs) filled per slice, 4x coarse."""
+    from scipy import ndimage
+
+    centre, width = CT_WINDOW
+    coarse = image[0, :, ::4, ::4] > (BODY_HU - centre + width / 2) / width
+    filled = np.stack([ndimage.binary_fill_holes(s) for s in coarse])
+    full = np.repeat(np.repeat(filled, 4, axis=1), 4, axis=2)
+    return full[:, : image.shape[2], : image.shape[3]]
+
+
+class IntensityPrior(torch.nn.Module):
+    """Voxel-wise logits from intensity rules, standing in for a trained model's confidence.
+
+    An untrained U-Net's logits are near-ties everywhere (std ~0.4), so any change of window
+    placement flips labels at random and the fast-vs-full agreement would say nothing. Added
+    to the U-Net output, these rules make confident regions; the U-Net still perturbs their
+    boundaries, where window placement and precision then show up in the Dice.
+    brain (z-scored flair, t1, t1c, t2): 1 = bright t1c, 2 = bright flair, 3 = bright t2.
+    ct (window [-1350, 150] HU -> [0, 1]): 1 = lung (-920 to -680 HU), 2 = bone (> 200 HU).
+    """
+
+    def __init__(self, case: str) -> None:
+        super().__init__()
+        self.case = case
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.case == "brain":
+            bright = [x[:, 2] - 2.0, x[:, 0] - 1.5, x[:, 3] - 2.0]
+            return torch.stack([torch.zeros_like(x[:, 0])] + [2.0 * b for b in bright], 1)
+        centre, width = CT_WINDOW
+        hu = x[:, 0] * width + (centre - width / 2)
+        lung = 4.0 * (1.0 - (hu + 800.0).abs() / 120.0)
+        return torch.stack([torch.zeros_like(hu), lung, (hu - 200.0) / 25.0], 1)
+
+
+class BenchNetwork(torch.nn.Module):
+    """Untrained U-Net (fixed seed) plus the optional intensity prior."""
+
+    def __init__(self, net: torch.nn.Module, prior: IntensityPrior | None) -> None:
+        super().__init__()
+        self.net, self.prior = net, prior
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.net(x)
+        return logits if self.prior is None else logits + self.prior(x)
+
+
+def make_network(kind: str, case: Case, prior: bool = True) -> torch.nn.Module:
+    torch.manual_seed(0)
+    if kind == "unetseg":
+        from unetseg.engine.network import UNet
+
+        net = UNet(3, case.in_channels, case.out_channels, (16, 32, 64, 128, 256), residual=True)
+    else:
+        from monai.networks.nets import UNet as MonaiUNet
+
+        net = MonaiUNet(
+            3, case.in_channels, case.out_channels, (16, 32, 64, 128, 256), (2, 2, 2, 2),
+            num_res_units=2,
+        )  # fmt: skip
+    return BenchNetwork(net, IntensityPrior(case.name) if prior else None).eval()
+
+
+def default_network() -> str:
+    try:
+        from unetseg.engine.network import UNet  # noqa: F401
+    except ImportError:
+        return "monai"
+    return "unetseg"
+
+
+# --- child: one variant -------------------------------------------------------------------
+
+
+def rss_mib(field: str) -> float:
+    """VmRSS / VmHWM of this process in MiB (Linux), else ru_maxrss."""
+    try:
+        text = Path("/proc/self/status").read_text()
+        return int(re.search(rf"^{field}:\s+(\d+) kB", text, re.M).group(1)) / 1024
+    except (OSError, AttributeError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class TimedPredictor:
+    """Calls the network and sums the time of its calls alone."""
+
+    def __init__(self, net: torch.nn.Module, device: torch.device) -> None:
+        self.net, self.device, self.seconds = net, device, 0.0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        start = time.perf_counter()
+        out = self.net(x)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.seconds += time.perf_counter() - start
+        return out
+
+
+def channel_argmax(logits: torch.Tensor) -> np.ndarray:
+    """uint8 argmax over channels of (C, ...) without an int64 volume."""
+    best, labels = logits[0].clone(), torch.zeros(logits.shape[1:], dtype=torch.uint8)
+    for c in range(1, logits.shape[0]):
+        labels.masked_fill_(logits[c] > best, c)
+        torch.maximum(best, logits[c], out=best)
+    return labels.numpy()
+
+
+def run_child(spec: dict) -> dict:
+    """Run one variant `spec["repeats"]` times; save its labels; return timings and RSS."""
+    from monai.inferers import sliding_window_inference as monai_swi  # before the RSS baseline
+
+    if spec["threads"]:
+        torch.set_num_threads(spec["threads"])
+    case = Case(**{**spec["case"], "shape": tuple(spec["case"]["shape"])})
+    device = device_info.select_device(spec["device"])
+    image_np = load_brain(case) if case.name == "brain" else load_ct(case)
+    image = torch.from_numpy(image_np)[None]
+    net = make_network(spec["network"], case, spec["prior"]).to(device)
+    roi, variant = (case.roi,) * 3, spec["variant"]
+    bf16 = variant == "fast" and device.type == "cpu" and device_info.cpu_supports_bf16()
+    predictor = TimedPredictor(net, device)
+    with torch.inference_mode():  # warm-up (oneDNN kernel selection), not timed
+        net(image[:, :, : case.roi, : case.roi, : case.roi].to(device))
+    baseline = rss_mib("VmRSS")
+
+    times, forward, windows, result = [], [], 0, None
+    counts: list[int] = []  # total windows reported by progress
+    for _ in range(spec["repeats"]):
+        result = None
+        predictor.seconds = 0.0
+        start = time.perf_counter()
+        if variant == "monai":
+            with torch.inference_mode():
+                result = monai_swi(image, roi, 1, predictor, 0.5, "gaussian", sw_device=device)
+            windows = len(plan_tiling(image.shape[2:], roi, (0.5,) * 3, 1).windows)
+        else:
+            mask = None
+            if variant == "fast":
+                masker = ct_body_mask if case.name == "ct" else brain_mask
+                mask = torch.from_numpy(masker(image_np))
+            result = sliding_window_inference(
+                image, roi, predictor, overlap=0.5, mode="gaussian", output="labels",
+                foreground_mask=mask, crop_to_foreground=mask is not None, device=device,
+                amp="auto" if variant == "fast" else "off", cpu_bf16=bf16,
+                progress=lambda done, total: counts.append(total),
+            )  # fmt: skip
+            windows = counts[-1] if counts else 0
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+        forward.append(predictor.seconds)
+    peak = rss_mib("VmHWM")
+    labels = channel_argmax(result[0].cpu()) if variant == "monai" else result[0].cpu().numpy()
+    np.save(spec["labels"], labels)
+    precision = (
+        "bf16" if bf16 else ("fp16" if variant == "fast" and device.type == "cuda" else "fp32")
+    )
+    return {
+        "times": times, "forward": forward, "windows": windows, "baseline_mib": baseline,
+        "peak_mib": peak, "precision": precision,
+    }  # fmt: skip
+
+
+# --- parent: all variants, table ----------------------------------------------------------
+
+
+def dice_per_class(a: np.ndarray, b: np.ndarray, classes: int) -> list[float]:
+    out = []
+    for c in range(1, classes):
+        in_a, in_b = a == c, b == c
+        total = int(in_a.sum()) + int(in_b.sum())
+        out.append(1.0 if total == 0 else 2 * int((in_a & in_b).sum()) / total)
+    return out
+
+
+def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> list[dict]:
+    rows = []
+    for variant in VARIANTS:
+        spec = {
+            "case": case.__dict__, "variant": variant, "repeats": args.repeats,
+            "network": args.network, "prior": args.prior, "device": args.device,
+            "threads": args.threads,
+            "labels": str(workdir / f"{case.name}-{variant}.npy"),
+        }  # fmt: skip
+        print(f"[{case.name}] {variant} ...", file=sys.stderr, flush=True)
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            sys.exit(f"{case.name}/{variant} failed:\n{done.stderr}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append({"case": case.name, "variant": variant, **result})
+    labels = {v: np.load(workdir / f"{case.name}-{v}.npy", mmap_mode="r") for v in VARIANTS}
+    monai_time = statistics.median(rows[0]["times"])
+    for row in rows:
+        row["wall"] = statistics.median(row["times"])
+        row["overhead"] = statistics.median(
+            t / f for t, f in zip(row["times"], row["forward"], strict=True)
+        )
+        row["vs_monai"] = monai_time / row["wall"]
+    rows[0]["agreement"] = f"labels = ours on {np.mean(labels['monai'] == labels['ours']):.4%}"
+    rows[1]["agreement"] = "reference"
+    dice = dice_per_class(labels["fast"], labels["ours"], case.out_channels)
+    rows[2]["agreement"] = "Dice " + ", ".join(f"{d:.4f}" for d in dice)
+    return rows
+
+
+def markdown(rows: list[dict], args: argparse.Namespace, sources: dict[str, str]) -> str:
+    bf16 = device_info.cpu_supports_bf16()
+    command = f"--repeats {args.repeats} --cases {','.join(args.cases)}"
+    command += " --quick" if args.quick else ""
+    lines = [
+        "## Inference",
+        "",
+        f"Run {datetime.date.today()}: `python bench/bench_inference.py {command}`.",
+        f"Machine: {device_info.cpu_model()}, {os.cpu_count()} logical CPUs, "
+        f"{torch.get_num_threads() if not args.threads else args.threads} torch threads, "
+        f"torch {torch.__version__}, MONAI {_monai_version()}; compute device "
+        f"{device_info.describe_device(device_info.select_device(args.device))}.",
+        f"Network: {args.network} U-Net, filters 16-256, untrained (seed 0)"
+        f"{' + intensity prior (bench IntensityPrior)' if args.prior else ''}; window "
+        f"{'64' if args.quick else '128'}^3, overlap 0.5, Gaussian; inputs: "
+        + "; ".join(f"{k}: {v}" for k, v in sources.items())
+        + ".",
+        "CPU bf16: "
+        + (
+            "native, used by `fast`"
+            if bf16
+            else "unavailable (no avx512_bf16/amx_bf16), `fast` runs fp32"
+        )
+        + ".",
+        "",
+        "| case | variant | windows | precision | wall median [s] | forward sum [s] "
+        "| wall / forward | speed vs MONAI | labels vs ours (Dice per class) "
+        "| peak RSS [MiB] (before run) |",
+        "|---|---|---:|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['case']} | {r['variant']} | {r['windows']} | {r['precision']} "
+            f"| {r['wall']:.2f} | {statistics.median(r['forward']):.2f} | {r['overhead']:.3f} "
+            f"| {r['vs_monai']:.2f}x | {r['agreement']} "
+            f"| {r['peak_mib']:.0f} ({r['baseline_mib']:.0f}) |"
+        )
+    lines += [
+        "",
+        "monai returns float32 logits (no label step); ours/fast return uint8 labels. "
+        "wall / forward: median over runs of wall time divided by the summed forward-pass "
+        "time of the same run (the stitching overhead). Peak RSS: VmHWM of the subprocess "
+        "that ran the variant, input and network included (RSS before the first run in "
+        "brackets).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _monai_version() -> str:
+    import monai
+
+    return monai.__version__
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace the "## Inference" section of `path` (or append it)."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    pattern = re.compile(r"^## Inference\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text + section
+    path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cases", default="brain,ct", type=lambda s: s.split(","))
+    parser.add_argument("--quick", action="store_true", help="small volumes, 64^3 windows")
+    parser.add_argument("--network", choices=("unetseg", "monai"), default=default_network())
+    parser.add_argument(
+        "--no-prior", dest="prior", action="store_false",
+        help="pure untrained U-Net (labels then agree only by chance, see IntensityPrior)",
+    )  # fmt: skip
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--output", type=Path, help="Markdown file (default BENCHMARKS.md)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_child(json.loads(args.child))))
+        return
+    available = cases(args.quick)
+    unknown = set(args.cases) - set(available)
+    if unknown:
+        parser.error(f"unknown cases {sorted(unknown)}; choose from {sorted(available)}")
+    rows, sources = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.cases:
+            case = available[name]
+            sources[name] = brain_source() if name == "brain" else CT_SOURCE
+            rows += run_case(case, args, Path(tmp))
+    section = markdown(rows, args, sources)
+    print(section)
+    output = args.output or (None if args.quick else REPO / "BENCHMARKS.md")
+    if output is not None:
+        write_section(output, section)
+        print(f"written to {output}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
