@@ -171,7 +171,8 @@ def _crop(volume: np.ndarray, start: Sequence[int], size: Sequence[int]) -> np.n
         for lo, n, extent in zip(start, size, volume.shape[1:], strict=True)
     ]
     if all(a == lo and b == lo + n for (lo, a, b), n in zip(boxes, size, strict=True)):
-        return np.ascontiguousarray(volume[(slice(None), *(slice(a, b) for _, a, b in boxes))])
+        # A copy: the volume may be a read-only memory map, the patch is changed in place.
+        return np.array(volume[(slice(None), *(slice(a, b) for _, a, b in boxes))])
     out = np.zeros((volume.shape[0], *size), dtype=volume.dtype)
     if all(b > a for _, a, b in boxes):
         source = (slice(None), *(slice(a, b) for _, a, b in boxes))

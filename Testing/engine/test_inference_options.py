@@ -70,6 +70,29 @@ def test_foreground_skipping_keeps_masked_voxels_exact():
     assert torch.equal(labels[0][mask], full[0].argmax(0)[mask].to(torch.uint8))
 
 
+@pytest.mark.parametrize("output", ["probabilities", "labels"])
+def test_distant_foreground_blobs_along_axis0(output):
+    # Gaps between computed windows longer than the window: the band restarts cleanly.
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv2d(2, 3, 5, padding=2), nn.Tanh(), nn.Conv2d(3, 4, 3, padding=1))
+    x = torch.randn(2, 2, 100, 30)
+    mask = torch.zeros(2, 100, 30, dtype=torch.bool)
+    mask[0, 2:4, 3:9] = mask[0, 80:83, 20:30] = mask[1, 97:100, 0:2] = True
+    full = sliding_window_inference(x, (12, 12), net.eval(), output=output, sw_batch_size=3)
+    fast = sliding_window_inference(
+        x, (12, 12), net, output=output, foreground_mask=mask, sw_batch_size=3
+    )
+    channels_first = output == "probabilities"
+    for item in range(2):
+        inside = full[item][:, mask[item]] if channels_first else full[item][mask[item]]
+        ours = fast[item][:, mask[item]] if channels_first else fast[item][mask[item]]
+        torch.testing.assert_close(ours, inside, rtol=0, atol=1e-6)
+    if channels_first:
+        assert torch.all(fast[0, 0, 40:60] == 1) and torch.all(fast[0, 1:, 40:60] == 0)
+    else:
+        assert torch.all(fast[0, 40:60] == 0)
+
+
 @pytest.mark.parametrize("activation", ["sigmoid", None])
 def test_uncovered_voxels_are_zero_without_softmax(activation):
     x = torch.randn(1, 1, 30, 40, 33)

@@ -45,7 +45,9 @@ class Threshold(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = torch.full((x.shape[0], self.out_channels, *x.shape[2:]), -100.0)
         logits[:, 0] = 0.0
-        for label, (channel, level) in enumerate(zip(self.channels, self.levels), start=1):
+        for label, (channel, level) in enumerate(
+            zip(self.channels, self.levels, strict=True), start=1
+        ):
             logits[:, label] = x[:, channel] - level
         return logits
 
@@ -161,9 +163,9 @@ def test_lps_nrrd_reference_and_ras_nifti_secondary_on_another_grid(scene, tmp_p
 
     seg, labels = read_seg_nrrd(saveSegmentation(result.segmentationNode, tmp_path / "r.seg.nrrd"))
     assert_geometry_is_the_volumes(seg, t1cNode)
-    assert dice(labels == 1, insideA) > 0.9
+    assert dice(labels == 1, insideA) > 0.88
     # The FLAIR shape, drawn on its own grid, lands at its world position on the T1c grid.
-    assert dice(labels == 2, ellipsoid(reference, centerB, radiiB)) > 0.85
+    assert dice(labels == 2, ellipsoid(reference, centerB, radiiB)) > 0.88
     np.testing.assert_array_equal(labels, result.labels)
 
 

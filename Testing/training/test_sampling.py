@@ -112,12 +112,12 @@ def test_disk_cases_round_trip_memory_mapped(tmp_path):
 def test_class_locations_subsample_without_leaving_the_class():
     label = np.zeros((30, 30, 30), dtype=np.uint8)
     label[:20] = 1
-    label[25:, :5, :5] = 3
+    label[25:, :4, :4] = 3
     locations = class_locations(label, max_per_class=100)
     assert sorted(locations) == [1, 3]
     assert len(locations[1]) == 100 and len(np.unique(locations[1], axis=0)) == 100
     assert np.all(label[tuple(locations[1].T)] == 1)
-    assert len(locations[3]) == 5 * 5 * 5
+    assert len(locations[3]) == 5 * 4 * 4  # fewer than the cap: all kept
 
 
 def test_case_cache_is_least_recently_used():
@@ -128,7 +128,9 @@ def test_case_cache_is_least_recently_used():
             loads.append(index)
             return super().load(index)
 
-    cache = CaseCache(Counting([_sphere_case(str(i), (8, 8, 8), (4, 4, 4), 2) for i in range(3)]), 2)
+    cache = CaseCache(
+        Counting([_sphere_case(str(i), (8, 8, 8), (4, 4, 4), 2) for i in range(3)]), 2
+    )
     for index in (0, 1, 0, 2, 0, 1):
         cache.get(index)
     assert loads == [0, 1, 2, 1]  # 1 was evicted by 2 (0 had been used more recently)
@@ -151,9 +153,7 @@ def test_step_batch_sampler_splits_samples_over_ranks():
 
 
 def test_dataset_is_deterministic_across_worker_counts(tmp_path):
-    cases = [
-        _sphere_case(f"c{i}", (24, 24, 24), (8 + i, 12, 14), 5 + i) for i in range(3)
-    ]
+    cases = [_sphere_case(f"c{i}", (24, 24, 24), (8 + i, 12, 14), 5 + i) for i in range(3)]
     source = DiskCases([save_training_case(tmp_path, case) for case in cases])
     sampler = PatchSampler(
         (16, 16, 16), 3, SamplingConfig(foreground_oversample=0.5), AugmentationConfig()

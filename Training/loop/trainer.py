@@ -21,11 +21,13 @@ writes the files.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,8 @@ RESUME_FREE_KEYS = (
     "training.device",
     "training.cache_cases",
 )
+#: Learning curves are redrawn at most this often during training (and at the end).
+PLOT_INTERVAL_S = 60.0
 _STEP_SEED_KEY = 0x57E9
 _VAL_PATCH_KEY = 0x7A11
 
@@ -180,6 +184,8 @@ class Trainer:
         )
         self.state = TrainState()
         self.stop_requested = False
+        self._step_lr = self.schedule.lr  # learning rate of the latest step
+        self._plotted = (0, -float("inf"))  # (epochs plotted, when)
         self._began = time.perf_counter()
 
     # ------------------------------------------------------------------ checkpoints
@@ -254,6 +260,7 @@ class Trainer:
                 break
         if self.state.step % training.steps_per_epoch and self.state.step != total:
             self.save(LAST)  # interrupted mid-epoch
+        self._plot(force=True)
         return self.state
 
     def request_stop(self) -> None:
@@ -318,6 +325,7 @@ class Trainer:
             if clip is not None:
                 torch.nn.utils.clip_grad_norm_(parameters, clip)
             self.optimizer.step()
+        self._step_lr = self.schedule.lr
         self.schedule.after_step()
         return value
 
@@ -329,7 +337,7 @@ class Trainer:
         row: dict[str, Any] = {
             "epoch": epoch,
             "step": state.step,
-            "lr": self.schedule.lr,
+            "lr": self._step_lr,
             "train_loss": loss_sum / steps if steps else None,
         }
         state.epoch_loss, state.epoch_steps = 0.0, 0
@@ -357,7 +365,7 @@ class Trainer:
         if improved:
             self.save(BEST)
         write_history(self.run_dir, self.state.history)
-        plot_curves(self.state.history, self.run_dir / "curves.png")
+        self._plot(force=False)
         text = " ".join(
             f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
             for key, value in row.items()
@@ -369,6 +377,17 @@ class Trainer:
                 "early stopping: no validation Dice gain for %d validations",
                 self.state.stale_validations,
             )
+
+    def _plot(self, force: bool) -> None:
+        """Redraw ``curves.png`` (rank 0) when the history grew, at most every
+        ``PLOT_INTERVAL_S`` seconds unless ``force``."""
+        epochs = len(self.state.history)
+        now = time.perf_counter()
+        if not self.dist.is_main or epochs == self._plotted[0]:
+            return
+        if force or now - self._plotted[1] >= PLOT_INTERVAL_S:
+            plot_curves(self.state.history, self.run_dir / "curves.png")
+            self._plotted = (epochs, now)
 
     def _elapsed(self) -> float:
         return time.perf_counter() - self._began
@@ -382,9 +401,7 @@ class Trainer:
         limit = self.config.training.validation.max_cases
         indices = list(range(len(self.val_cases)))[:limit]
         mine = indices[self.dist.rank :: self.dist.world_size]
-        self.network.eval()
         results = [self._validate_case(i) for i in mine]
-        self.network.train()
         gathered = sorted(
             (item for part in all_gather_objects(self.dist, results) for item in part),
             key=lambda item: item[0],
@@ -433,19 +450,20 @@ class Trainer:
         output = self.config.model["output"]
         settings = self.config.training.validation
         overlap = settings.overlap if settings.overlap is not None else self.config.model["overlap"]
-        labels = sliding_window_inference(
-            batch,
-            patch,
-            self.network,
-            overlap=overlap,
-            sw_batch_size=settings.sw_batch_size,
-            output="labels",
-            activation=output["activation"],
-            threshold=float(output.get("threshold", 0.5)),
-            device=self.device,
-            amp="off" if self.amp_dtype is None else "auto",
-            cpu_bf16=self.amp_dtype == torch.bfloat16,
-        )
+        with _evaluating(self.network):
+            labels = sliding_window_inference(
+                batch,
+                patch,
+                self.network,
+                overlap=overlap,
+                sw_batch_size=settings.sw_batch_size,
+                output="labels",
+                activation=output["activation"],
+                threshold=float(output.get("threshold", 0.5)),
+                device=self.device,
+                amp="off" if self.amp_dtype is None else "auto",
+                cpu_bf16=self.amp_dtype == torch.bfloat16,
+            )
         return labels.cpu().numpy().reshape(case.label.shape)
 
     def _patch_loss(self, case: TrainingCase, index: int, count: int) -> tuple[float, int]:
@@ -460,9 +478,20 @@ class Trainer:
         images = torch.stack([s[0] for s in samples]).to(self.device)
         labels = torch.stack([s[1] for s in samples]).to(self.device)
         target = training_target(labels, self.config.activation, self.out_channels)
-        with torch.no_grad(), self._autocast():
+        with torch.no_grad(), self._autocast(), _evaluating(self.network):
             logits = self.network(images)
         return float(self.loss_fn(logits, target)) * count, count
+
+
+@contextlib.contextmanager
+def _evaluating(network: torch.nn.Module) -> Iterator[None]:
+    """``network`` in eval mode inside the block, its previous mode afterwards."""
+    was_training = network.training
+    network.eval()
+    try:
+        yield
+    finally:
+        network.train(was_training)
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

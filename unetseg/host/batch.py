@@ -179,7 +179,8 @@ def segmentFiles(
     Returns:
         Summary: model, matched inputs (``{"path", "matched": "auto"|"map"}`` plus the series
         description and UID for DICOM), unused inputs, missing optional inputs, timings per
-        stage (s), per-segment volumes and lesion table (``statistics``), output paths.
+        stage in s ("discover", "load", the logic's stages, "save", "dicom_seg" when written,
+        "total" wall time), per-segment volumes and lesion table (``statistics``), output paths.
 
     Raises:
         ValueError, FileNotFoundError, OSError: bad arguments or unreadable inputs, with a
@@ -219,17 +220,17 @@ def segmentFiles(
 
     result = SegmentationLogic(scene).process(package, nodes, device=device, overlap=overlap)
     assert isinstance(result, SegmentationResult)
+    timings = {"discover": discovered - started, "load": loaded - discovered}
+    timings.update((k, v) for k, v in result.timings.items() if k != "total")
     saveStarted = time.perf_counter()
     written = {"seg_nrrd": str(saveSegmentation(result.segmentationNode, output))}
+    timings["save"] = time.perf_counter() - saveStarted
     if dicomSeg is not None:
         series = assigned[referenceName].series
         assert series is not None
+        segStarted = time.perf_counter()
         written["dicom_seg"] = str(_writeDicomSeg(package, result, series, Path(dicomSeg)))
-    saveSeconds = time.perf_counter() - saveStarted
-
-    timings = {"discover": discovered - started, "load": loaded - discovered}
-    timings.update((k, v) for k, v in result.timings.items() if k != "total")
-    timings["save"] = saveSeconds
+        timings["dicom_seg"] = time.perf_counter() - segStarted
     timings["total"] = time.perf_counter() - started
     used = {id(source) for source in assigned.values()}
     report = {

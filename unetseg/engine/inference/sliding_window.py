@@ -72,7 +72,9 @@ def sliding_window_inference(
         foreground_mask: bool `(N, *spatial)` or `(*spatial)`: windows holding no foreground
             voxel are skipped. Voxels no computed window covers are background (softmax:
             probability 1 for class 0; sigmoid and None: 0 in every channel; label 0).
-            Voxels inside the mask get exactly the unmasked result.
+            Without `crop_to_foreground`, voxels inside the mask get exactly the unmasked
+            result. If no window holds foreground, the predictor still runs once (first
+            window) to learn C_out.
         crop_to_foreground: also place the windows (MONAI-style) inside the mask's bounding
             box grown to at least `roi_size`, instead of over the whole image.
         mirror_axes: spatial axes (array order) for mirroring test-time augmentation: logits
@@ -155,7 +157,7 @@ def sliding_window_inference(
                 batch = windows[first : first + sw_batch_size]
                 try:
                     logits = predict(batch)
-                except torch.OutOfMemoryError:
+                except torch.cuda.OutOfMemoryError:
                     if accumulator is None or accumulator.device.type != "cuda":
                         raise
                     logger.warning("CUDA out of memory: aggregating on the CPU from now on")
@@ -282,11 +284,11 @@ def _create_accumulator(
                 device=where,
             )
 
-    if target.type != "cuda":
-        return allocate(target)
     try:
         return allocate(target)
-    except torch.OutOfMemoryError:
+    except torch.cuda.OutOfMemoryError:
+        if target.type != "cuda":
+            raise
         logger.warning(
             "CUDA out of memory for the %.2f GiB output: aggregating on the CPU", nbytes / 2**30
         )

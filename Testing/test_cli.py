@@ -1,0 +1,228 @@
+"""The command line ``python -m unetseg`` (in-process and as a subprocess) and the Slicer batch
+script ``unetseg/scripts/slicer_segment.py``.
+
+Errors must come back as exit code 2 with one clear line on stderr, before any output is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import slicerio
+
+from Training.synth import brain_mri_case
+from unetseg.cli import main
+from unetseg.demo import brain_mri_manifest, lung_cxr_manifest, untrained_package
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "unetseg" / "scripts" / "slicer_segment.py"
+# BraTS 2023 file names.
+BRATS_2023 = {"t1c": "t1c", "flair": "t2f", "t1": "t1n", "t2": "t2w"}
+
+
+@pytest.fixture(scope="module")
+def brain_model(tmp_path_factory):
+    manifest = brain_mri_manifest((4, 8, 16), patch_size=(32, 32, 32))
+    manifest["spacing_mm"] = [2.0, 2.0, 2.0]
+    return untrained_package(tmp_path_factory.mktemp("models") / "brain", manifest)
+
+
+@pytest.fixture(scope="module")
+def brats_files(tmp_path_factory) -> dict[str, Path]:
+    case = brain_mri_case(np.random.default_rng(4), (32, 32, 16), (2.0, 2.0, 3.0), layout="brats")
+    folder = tmp_path_factory.mktemp("case")
+    files = {}
+    for name, suffix in BRATS_2023.items():
+        files[name] = folder / f"BraTS-MET-00007-000-{suffix}.nii.gz"
+        image = case.images[name].transpose(2, 1, 0).astype(np.int16)
+        nib.save(nib.Nifti1Image(image, case.geometry.ijk_to_ras), files[name])
+    return files
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main([str(arg) for arg in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def segment_args(model, inputs, output, *extra) -> list[str]:
+    return ["segment", "--model", str(model), "--input", *map(str, inputs), "--output", str(output)]
+
+
+def assert_one_line_error(code: int, err: str, *phrases: str) -> None:
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("unetseg segment: error: ")
+    for phrase in phrases:
+        assert phrase in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("case", "phrases"),
+    [
+        ("missing_required", ("Missing required input", "'flair'", "*flair*")),
+        ("nonexistent_path", ("Input not found", "nope.nii.gz")),
+        ("corrupt_nifti", ("Cannot read", "broken-t1c.nii.gz")),
+        ("wrong_output_suffix", ("must end with .seg.nrrd",)),
+        ("malformed_map", ("--map expects INPUT=PATH_OR_SERIES",)),
+        ("map_unknown_input", ("unknown input 'dwi'",)),
+        ("map_names_nothing", ("--map flair=Sag FLAIR", "no file or DICOM series")),
+        ("dicom_seg_without_dicom", ("--dicom-seg", "DICOM series")),
+        ("unknown_model", ("No model 'no-such-model'",)),
+    ],
+)
+def test_errors_are_one_line_with_exit_code_2(case, phrases, brain_model, brats_files, tmp_path, capsys):
+    inputs = list(brats_files.values())
+    output = tmp_path / "out.seg.nrrd"
+    model = brain_model.path
+    extra: list[str] = []
+    if case == "missing_required":
+        inputs = [brats_files["t1c"], brats_files["t2"]]
+    elif case == "nonexistent_path":
+        inputs.append(tmp_path / "nope.nii.gz")
+    elif case == "corrupt_nifti":
+        broken = tmp_path / "broken-t1c.nii.gz"
+        broken.write_bytes(b"this is not a NIfTI file" * 20)
+        inputs = [broken, brats_files["flair"]]
+    elif case == "wrong_output_suffix":
+        output = tmp_path / "out.nii.gz"
+    elif case == "malformed_map":
+        extra = ["--map", "t1c"]
+    elif case == "map_unknown_input":
+        extra = ["--map", f"dwi={brats_files['t2']}"]
+    elif case == "map_names_nothing":
+        extra = ["--map", "flair=Sag FLAIR"]
+    elif case == "dicom_seg_without_dicom":
+        extra = ["--dicom-seg", str(tmp_path / "out.dcm")]
+    elif case == "unknown_model":
+        model = "no-such-model"
+
+    code, _, err = run(capsys, *segment_args(model, inputs, output), *extra)
+
+    assert_one_line_error(code, err, *phrases)
+    assert not output.exists()
+
+
+def test_map_assigns_files_whose_names_match_nothing(brain_model, brats_files, tmp_path, capsys):
+    post, dark = tmp_path / "scan_a.nii.gz", tmp_path / "scan_b.nii.gz"
+    shutil.copy(brats_files["t1c"], post)
+    shutil.copy(brats_files["flair"], dark)
+    output = tmp_path / "mapped.seg.nrrd"
+
+    code, _, err = run(capsys, *segment_args(brain_model.path, [post, dark], output))
+    assert_one_line_error(code, err, "'t1c'", "'flair'")
+
+    code, out, err = run(
+        capsys,
+        *segment_args(brain_model.path, [post, dark], output),
+        "--map",
+        "t1c=" + str(post),
+        f"flair={dark}",
+        "--device",
+        "cpu",
+    )
+    assert code == 0, err
+    assert f"input t1c: {post} (map)" in out and f"input flair: {dark} (map)" in out
+    assert "input t1: MISSING (optional; result flagged)" in out
+    assert output.is_file()
+
+
+def test_models_lists_packages_of_extra_folders(brain_model, tmp_path, capsys):
+    folder = brain_model.path.parent
+    untrained_package(folder / "cxr", lung_cxr_manifest((4, 8)))
+    (folder / "broken").mkdir(exist_ok=True)
+    (folder / "broken" / "model.json").write_text("{not json")
+
+    code, out, err = run(capsys, "models", "--path", folder)
+
+    assert code == 0
+    assert f"{brain_model.id} {brain_model.version}" in out and str(brain_model.path) in out
+    assert "demo-lung-cxr-untrained 0.0.1" in out and "[DX; cxr]" in out
+    assert "skipped invalid package" in err and "broken" in err
+    code, out, _ = run(capsys, "models", "--path", folder, "--json")
+    listed = {entry["id"]: entry for entry in json.loads(out)}
+    assert listed[brain_model.id]["path"] == str(brain_model.path)
+    assert [i["name"] for i in listed[brain_model.id]["inputs"]] == ["t1c", "flair", "t1", "t2"]
+
+
+def _environment() -> dict[str, str]:
+    """This interpreter's environment without PYTHONPATH: the code must find the package."""
+    return {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+
+
+@pytest.mark.slow
+def test_python_m_unetseg_segment_in_a_subprocess(brain_model, brats_files, tmp_path):
+    output, summary = tmp_path / "sub.seg.nrrd", tmp_path / "sub.json"
+    args = segment_args(brain_model.path, brats_files.values(), output)
+
+    done = subprocess.run(
+        [sys.executable, "-m", "unetseg", *args, "--summary", str(summary)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "Enhancing tumor:" in done.stdout
+    seg = slicerio.read_segmentation(str(output))
+    assert [s["name"] for s in seg["segments"]] == [label.name for label in brain_model.labels]
+    report = json.loads(summary.read_text())
+    assert set(report["inputs"]) == {"t1c", "flair", "t1", "t2"}
+
+
+@pytest.mark.slow
+def test_slicer_script_runs_the_same_command(brain_model, brats_files, tmp_path):
+    """Fake of the Slicer launcher: ``Slicer --python-script SCRIPT -- ARGS`` runs SCRIPT as
+    ``__main__`` with ``sys.argv = [SCRIPT, "--", *ARGS]``; plain Python on slicer-core does the
+    same here (no ``slicer.app``, so the script leaves through ``sys.exit``)."""
+    output = tmp_path / "slicer.seg.nrrd"
+    args = segment_args(brain_model.path, [brats_files["t1c"], brats_files["flair"]], output)
+
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--", *args, "--device", "cpu"],
+        cwd=tmp_path,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "input t2: MISSING (optional; result flagged)" in done.stdout
+    seg = slicerio.read_segmentation(str(output))
+    assert len(seg["segments"]) == len(brain_model.labels)
+
+    failed = subprocess.run(  # without "--" every argument is passed on; errors give 2
+        [sys.executable, str(SCRIPT), *segment_args(brain_model.path, [], output)[:-2]]
+        + ["--input", str(tmp_path / "missing.nii.gz"), "--output", str(output)],
+        cwd=tmp_path,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert failed.returncode == 2
+    assert failed.stderr.strip().splitlines()[-1].startswith("unetseg segment: error: Input not")
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    code, out, err = run(capsys, "demo", "--out", tmp_path, "--device", "cpu")
+
+    assert code == 0, err
+    assert "UNTRAINED" in out or "untrained" in out
+    seg = slicerio.read_segmentation(str(tmp_path / "lung_0000.seg.nrrd"))
+    assert [s["name"] for s in seg["segments"]] == ["Right lung", "Left lung"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["model"]["id"] == "demo-lung-ct-untrained"
+    assert summary["timings_s"]["total"] > 0

@@ -1,0 +1,292 @@
+"""Training loop: exact resume, validation through the engine, early stopping, schedules, AMP,
+and the smoke config through the command line."""
+
+import argparse
+import copy
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from Training.commands import train as train_command
+from Training.config import ScheduleConfig, config_from_dict
+from Training.loop import trainer as trainer_module
+from Training.loop.objectives import build_loss, training_target
+from Training.loop.schedules import LRSchedule
+from Training.loop.trainer import LAST, Trainer, resolve_amp
+from Training.sampling import MemoryCases, make_training_case
+from unetseg.engine.metrics import compute_metrics
+
+CONFIGS = Path(__file__).resolve().parents[2] / "Training" / "configs"
+
+TINY = {
+    "name": "tiny",
+    "data": {"reader": "decathlon", "root": "unused"},
+    "model": {
+        "id": "tiny",
+        "title": "Tiny",
+        "modality": "CT",
+        "spatial_dims": 3,
+        "inputs": [
+            {"name": "ct", "title": "CT", "required": True, "normalization": {"method": "none"}}
+        ],
+        "spacing_mm": [1.0, 1.0, 1.0],
+        "patch_size": [16, 16, 16],
+        "labels": [{"value": 1, "name": "Blob", "color": [200, 50, 50]}],
+        "network": {"filters": [4, 8, 16], "dropout": 0.1, "deep_supervision": True},
+    },
+    "training": {
+        "epochs": 2,
+        "steps_per_epoch": 3,
+        "batch_size": 2,
+        "optimizer": {"name": "adamw", "lr": 0.01},
+        "schedule": {"name": "onecycle"},
+        "workers": 0,
+        "validation": {"loss_patches": 1},
+    },
+    "sampling": {"foreground_oversample": 0.5},
+}
+
+
+def _config(**sections):
+    data = copy.deepcopy(TINY)
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}
+    return config_from_dict(data)
+
+
+def _blob_case(case_id, seed, shape=(20, 20, 20)):
+    rng = np.random.default_rng(seed)
+    grid = np.indices(shape)
+    centre = rng.uniform(6, 14, size=3)
+    label = (np.sqrt(sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True))) < 5).astype(
+        np.uint8
+    )
+    image = (label + 0.3 * rng.normal(size=shape)).astype(np.float32)[None]
+    return make_training_case(case_id, image, label, (1.0, 1.0, 1.0))
+
+
+TRAIN = MemoryCases([_blob_case(f"t{i}", i) for i in range(3)])
+VAL = MemoryCases([_blob_case("v0", 10)])
+
+
+@pytest.fixture(autouse=True)
+def _no_plots(request, monkeypatch):
+    """Drawing curves costs seconds; only the command-line test checks the PNG."""
+    if "curves" not in request.node.name:
+        monkeypatch.setattr(trainer_module, "plot_curves", lambda history, path: True)
+
+
+def _state(trainer):
+    return {k: v.clone() for k, v in trainer.network.state_dict().items()}
+
+
+def test_resume_mid_epoch_gives_bitwise_the_same_weights(tmp_path):
+    config = _config()
+    straight = Trainer(config, tmp_path / "a", TRAIN, VAL)
+    straight.fit()
+    first = Trainer(config, tmp_path / "b", TRAIN, VAL)
+    first.fit(stop_step=4)  # stop inside epoch 2: 'last' is written on the way out
+    assert first.state.step == 4
+    # Resume in a fresh trainer, with data workers this time: the stream does not change.
+    with_workers = dataclasses.replace(
+        config, training=dataclasses.replace(config.training, workers=2)
+    )
+    resumed = Trainer(with_workers, tmp_path / "b", TRAIN, VAL)
+    resumed.load(tmp_path / "b" / "checkpoints" / LAST)
+    resumed.fit()
+    assert resumed.state.step == straight.state.step == 6
+    for name, value in _state(straight).items():
+        assert torch.equal(value, resumed.network.state_dict()[name]), name
+    for a, b in zip(
+        straight.optimizer.state_dict()["state"].values(),
+        resumed.optimizer.state_dict()["state"].values(),
+        strict=True,
+    ):
+        assert torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
+    strip = [{k: v for k, v in row.items() if k != "time_s"} for row in straight.state.history]
+    assert strip == [
+        {k: v for k, v in row.items() if k != "time_s"} for row in resumed.state.history
+    ]
+    assert straight.schedule.lr == resumed.schedule.lr
+    # The steps did change the weights (the comparison is not vacuous).
+    untrained = Trainer(config, tmp_path / "c", TRAIN, VAL)
+    assert not torch.equal(
+        untrained.network.head.weight, straight.network.state_dict()["head.weight"]
+    )
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    config = _config()
+    first = Trainer(config, tmp_path, TRAIN, VAL)
+    first.fit(stop_step=1)
+    other = _config(training={"batch_size": 4})
+    with pytest.raises(ValueError, match=r"training\.batch_size"):
+        Trainer(other, tmp_path, TRAIN, VAL).load(tmp_path / "checkpoints" / LAST)
+
+
+def test_validation_uses_sliding_window_and_engine_metrics(tmp_path):
+    trainer = Trainer(_config(), tmp_path, TRAIN, VAL)
+    trainer.fit(stop_step=3)
+    case = VAL.load(0)
+    prediction = trainer.predict(case)
+    assert prediction.shape == case.label.shape
+    row = trainer.validate()
+    expected = compute_metrics(prediction, case.label, [1], case.spacing, False)["1"]
+    assert row["dice_blob"] == pytest.approx(expected["dice"])
+    assert row["recall_blob"] == pytest.approx(expected["sensitivity"])
+    assert row["val_dice"] == pytest.approx(expected["dice"])  # one label, one case
+    assert np.isfinite(row["val_loss"])
+
+
+def test_prediction_of_a_patch_sized_case_equals_the_network_argmax(tmp_path):
+    trainer = Trainer(_config(), tmp_path, TRAIN, VAL)
+    case = _blob_case("exact", 3, shape=(16, 16, 16))
+    trainer.network.eval()
+    with torch.no_grad():
+        logits = trainer.network(torch.from_numpy(case.image)[None])
+    np.testing.assert_array_equal(trainer.predict(case), logits.argmax(1)[0].numpy())
+
+
+def test_2d_training_and_validation(tmp_path):
+    model = copy.deepcopy(TINY["model"])
+    model.update(spatial_dims=2, patch_size=[16, 16, 1])
+    model["output"] = {"activation": "sigmoid"}
+    data = copy.deepcopy(TINY)
+    data["model"] = model
+    data["training"]["loss"] = {"name": "bce"}
+    data["augmentation"] = {"flip": {"axes": ["x", "y"]}}
+    config = config_from_dict(data)
+    rng = np.random.default_rng(0)
+    cases = []
+    for i in range(2):
+        label = np.zeros((1, 24, 20), dtype=np.uint8)
+        label[0, 5 + i : 15, 4:12] = 1
+        image = (label + 0.2 * rng.normal(size=label.shape)).astype(np.float32)[None]
+        cases.append(make_training_case(f"x{i}", image, label, (1.0, 1.0, 1.0)))
+    trainer = Trainer(config, tmp_path, MemoryCases(cases), MemoryCases(cases[:1]))
+    state = trainer.fit()
+    assert state.step == 6 and "val_dice" in state.history[-1]
+    assert trainer.predict(cases[0]).shape == (1, 24, 20)
+
+
+def test_early_stopping_when_validation_dice_stalls(tmp_path):
+    config = _config(
+        training={
+            "epochs": 6,
+            "steps_per_epoch": 1,
+            "optimizer": {"name": "sgd", "lr": 1e-12, "momentum": 0.0},
+            "schedule": {"name": "constant"},
+            "early_stopping": {"patience": 2},
+        }
+    )
+    trainer = Trainer(config, tmp_path, TRAIN, VAL)
+    state = trainer.fit()
+    assert state.stopped_early and state.step == 3 and state.best_epoch == 1
+    assert (tmp_path / "checkpoints" / "best.safetensors").is_file()
+    assert [row["epoch"] for row in json.loads((tmp_path / "metrics.json").read_text())] == [
+        1,
+        2,
+        3,
+    ]
+
+
+def test_schedules():
+    def used_rates(config, steps, dice=None):
+        """Learning rate used by each of ``steps`` optimizer steps."""
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        schedule = LRSchedule(optimizer, config, total_steps=steps)
+        rates = []
+        for _ in range(steps):
+            rates.append(schedule.lr)
+            optimizer.step()
+            schedule.after_step()
+            if dice is not None:
+                schedule.after_validation(dice)
+        return rates
+
+    poly = used_rates(ScheduleConfig(name="poly", power=1.0), 10)
+    assert poly[0] == 0.1 and poly[4] == pytest.approx(0.06) and poly[-1] == pytest.approx(0.01)
+    onecycle = used_rates(ScheduleConfig(name="onecycle", pct_start=0.3, div_factor=10), 20)
+    assert onecycle[0] == pytest.approx(0.01) and max(onecycle) == pytest.approx(0.1)
+    assert onecycle[-1] == pytest.approx(0.01 / 1e4)
+    plateau = used_rates(ScheduleConfig(name="plateau", factor=0.5, patience=2), 6, dice=0.5)
+    assert plateau[0] == 0.1 and plateau[-1] == 0.05
+    assert used_rates(ScheduleConfig(name="constant"), 5) == [0.1] * 5
+
+
+def test_amp_choice_on_cpu(monkeypatch):
+    cpu = torch.device("cpu")
+    assert resolve_amp("off", cpu) == (None, None)
+    dtype, note = resolve_amp("fp16", cpu)
+    assert dtype is None and "CUDA" in note
+    monkeypatch.setattr(trainer_module, "cpu_supports_bf16", lambda: False)
+    dtype, note = resolve_amp("bf16", cpu)
+    assert dtype is None and "float32" in note
+    monkeypatch.setattr(trainer_module, "cpu_supports_bf16", lambda: True)
+    assert resolve_amp("auto", cpu) == (torch.bfloat16, None)
+
+
+def test_sigmoid_targets_are_nested_regions():
+    labels = torch.tensor([[0, 1, 2, 3]], dtype=torch.uint8)
+    target = training_target(labels, "sigmoid", 3)
+    expected = [[0, 1, 1, 1], [0, 0, 1, 1], [0, 0, 0, 1]]
+    assert target.tolist() == [expected]
+    assert training_target(labels, "softmax", 4).dtype == torch.int64
+
+
+@pytest.mark.parametrize("name", ["dice", "dice_ce", "ce", "focal_tversky", "soft_dice"])
+def test_every_softmax_loss_is_finite_with_deep_supervision(name):
+    config = _config(training={"loss": {"name": name}}).training.loss
+    loss = build_loss(config, "softmax", deep_supervision=True)
+    outputs = [torch.randn(2, 2, 8, 8, 8, requires_grad=True), torch.randn(2, 2, 4, 4, 4)]
+    value = loss(outputs, torch.randint(0, 2, (2, 8, 8, 8)))
+    value.backward()
+    assert torch.isfinite(value) and outputs[0].grad is not None
+
+
+def test_soft_dice_matches_the_notebook_formula():
+    config = _config(training={"loss": {"name": "soft_dice"}}).training.loss
+    logits = torch.randn(2, 3, 5, 6)
+    labels = torch.randint(0, 3, (2, 5, 6))
+    p = torch.softmax(logits, 1).numpy()
+    q = np.eye(3)[labels.numpy()].transpose(0, 3, 1, 2)
+    ratio = (2 * (p * q).sum((2, 3)) + 1e-5) / ((p**2).sum((2, 3)) + (q**2).sum((2, 3)) + 1e-5)
+    expected = 1 - ratio.mean()
+    assert float(build_loss(config, "softmax", False)(logits, labels)) == pytest.approx(
+        expected, rel=1e-5
+    )
+
+
+@pytest.mark.slow
+def test_smoke_config_through_the_command_line_learns_and_draws_curves(tmp_path):
+    """The shipped smoke config, shortened, via ``train`` with an interruption and --resume."""
+    data = yaml.safe_load((CONFIGS / "smoke.yaml").read_text())
+    data["data"]["synth"].update(cases=4, size=32)
+    data["data"]["split"]["validation"] = 0.25
+    data["training"].update(epochs=2, steps_per_epoch=8)
+    config_path = tmp_path / "smoke.yaml"
+    config_path.write_text(yaml.safe_dump(data))
+    run_dir = tmp_path / "run"
+    parser = argparse.ArgumentParser()
+    train_command.add_arguments(parser)
+
+    def main(*argv):
+        return train_command.run(parser.parse_args(list(argv)))
+
+    assert main("--config", str(config_path), "--out", str(run_dir), "--stop-at-step", "10") == 0
+    assert main("--config", str(config_path), "--out", str(run_dir)) == 2  # run exists
+    assert main("--resume", str(run_dir)) == 0
+    for name in ("config.yaml", "split.json", "train.log", "metrics.csv", "curves.png"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "checkpoints" / "best.safetensors").is_file()
+    history = json.loads((run_dir / "metrics.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 16 and len(history) == 2
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert 0.0 <= history[-1]["val_dice"] <= 1.0
+    assert "resumed at step 10" in (run_dir / "train.log").read_text()
