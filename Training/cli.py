@@ -14,6 +14,8 @@ from collections.abc import Sequence
 # Subcommand name -> module implementing it.
 COMMANDS: dict[str, str] = {
     "synth": "Training.synth.command",
+    "evaluate": "Training.commands.evaluate",
+    "export": "Training.commands.export",
 }
 
 

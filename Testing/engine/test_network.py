@@ -14,7 +14,7 @@ from torch.nn import functional
 from torch.utils.flop_counter import FlopCounterMode
 
 from unetseg.engine.network import UNet, count_parameters, describe, flops_per_voxel
-from unetseg.engine.network.blocks import SqueezeExcitation, Upsample, norm_layer
+from unetseg.engine.network.blocks import SqueezeExcitation, Upsample, conv, norm_layer
 
 SMALL = (4, 8, 16)  # three levels: size divisor 4
 
@@ -259,14 +259,34 @@ def test_bad_constructor_arguments_raise(kwargs, message):
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
-def test_instance_norm_matches_torch_instance_norm(spatial_dims):
-    norm = norm_layer("instance", spatial_dims, 6)
+@pytest.mark.parametrize("grad", [True, False])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_instance_norm_matches_float64_instance_norm(spatial_dims, grad, channels_last):
+    norm = norm_layer("instance", spatial_dims, 4)
     nn.init.normal_(norm.weight)
     nn.init.normal_(norm.bias)
-    reference = (nn.InstanceNorm2d if spatial_dims == 2 else nn.InstanceNorm3d)(6, affine=True)
+    reference = (nn.InstanceNorm2d if spatial_dims == 2 else nn.InstanceNorm3d)(4, affine=True)
     reference.load_state_dict(norm.state_dict())
-    x = _input(spatial_dims, 6, size=8) * 3 + 1
-    torch.testing.assert_close(norm(x), reference(x))
+    # Offset data, 32^3 voxels per channel: one-pass channels-last kernels err by ~1e-3.
+    x = _input(spatial_dims, 4, size=32 if spatial_dims == 3 else 128) * 5 + 50
+    expected = reference.double()(x.double())
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last_3d if spatial_dims == 3 else
+                         torch.channels_last)  # fmt: skip
+    with torch.set_grad_enabled(grad):
+        y = norm(x)
+    torch.testing.assert_close(y.double(), expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_pointwise_conv_matches_conv(spatial_dims):
+    pointwise = conv(spatial_dims, 6, 3, 1)
+    assert isinstance(pointwise, nn.Conv2d if spatial_dims == 2 else nn.Conv3d)
+    x = _input(spatial_dims, 6, size=8)
+    expected = functional.conv2d if spatial_dims == 2 else functional.conv3d
+    fmt = torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
+    for tensor in (x, x.contiguous(memory_format=fmt)):
+        torch.testing.assert_close(pointwise(tensor), expected(x, pointwise.weight, pointwise.bias))
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])

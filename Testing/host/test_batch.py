@@ -242,6 +242,7 @@ def test_override_beats_automatic_matching(brain_model, dicom_study, nifti_files
 
 @pytest.mark.slow
 @pytest.mark.shared_data
+@pytest.mark.filterwarnings("ignore:The string .* person name:UserWarning")  # TCIA's PGBM-001
 def test_real_tcia_study_gives_seg_and_dicom_seg_on_the_t1post_grid(shared_data, tmp_path):
     study = shared_data / "tcia_brain_tumor_progression" / "PGBM-001"
     if not study.is_dir():

@@ -268,7 +268,7 @@ def test_smoke_config_through_the_command_line_learns_and_draws_curves(tmp_path)
     data = yaml.safe_load((CONFIGS / "smoke.yaml").read_text())
     data["data"]["synth"].update(cases=4, size=32)
     data["data"]["split"]["validation"] = 0.25
-    data["training"].update(epochs=2, steps_per_epoch=8)
+    data["training"].update(epochs=2, steps_per_epoch=6)
     config_path = tmp_path / "smoke.yaml"
     config_path.write_text(yaml.safe_dump(data))
     run_dir = tmp_path / "run"
@@ -278,7 +278,7 @@ def test_smoke_config_through_the_command_line_learns_and_draws_curves(tmp_path)
     def main(*argv):
         return train_command.run(parser.parse_args(list(argv)))
 
-    assert main("--config", str(config_path), "--out", str(run_dir), "--stop-at-step", "10") == 0
+    assert main("--config", str(config_path), "--out", str(run_dir), "--stop-at-step", "8") == 0
     assert main("--config", str(config_path), "--out", str(run_dir)) == 2  # run exists
     assert main("--resume", str(run_dir)) == 0
     for name in ("config.yaml", "split.json", "train.log", "metrics.csv", "curves.png"):
@@ -286,7 +286,7 @@ def test_smoke_config_through_the_command_line_learns_and_draws_curves(tmp_path)
     assert (run_dir / "checkpoints" / "best.safetensors").is_file()
     history = json.loads((run_dir / "metrics.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["steps"] == 16 and len(history) == 2
+    assert summary["steps"] == 12 and len(history) == 2
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert 0.0 <= history[-1]["val_dice"] <= 1.0
-    assert "resumed at step 10" in (run_dir / "train.log").read_text()
+    assert "resumed at step 8" in (run_dir / "train.log").read_text()

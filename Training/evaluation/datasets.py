@@ -42,6 +42,7 @@ from Training.data import (
     remap_labels,
 )
 from Training.loop.cases import read_records, split_records
+from unetseg.host.matching import Candidate, MissingInputError, matchInputs
 
 PARTS = ("all", "train", "val", "test")
 #: BraTS-style file patterns tried by ``detect_layout``: (input patterns, label pattern).
@@ -198,7 +199,9 @@ def detect_layout(root: str | Path, manifest: Mapping[str, Any]) -> DataConfig:
             return config("brats", patterns=dict(patterns), label_pattern=label_pattern)
     for images, labels in PAIR_FOLDERS:
         if (folder / images).is_dir() and (folder / labels).is_dir():
-            return config("pairs", image_pattern=f"{images}/*", label_pattern=f"{labels}/{{case}}.*")
+            return config(
+                "pairs", image_pattern=f"{images}/*", label_pattern=f"{labels}/{{case}}.*"
+            )
     if _holds_dicom(folder):
         inputs = {
             entry["name"]: list(
@@ -280,3 +283,53 @@ def reference_labels(
             f"map the data's values to the model's with label_map in a data config"
         )
     return label.astype(np.uint8, copy=False)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def model_inputs(
+    images: Mapping[str, np.ndarray],
+    record: CaseRecord,
+    data: DataConfig,
+    manifest: Mapping[str, Any],
+) -> list[np.ndarray | None]:
+    """One array per model input, in manifest order (None for an absent optional input).
+
+    A model input takes, in this order: the image ``data.inputs`` maps it to, the image of the
+    same name, the only image of the case for a one-input model, or the image whose name or
+    file name its ``name_patterns`` match (the matching the modules use for volumes).
+
+    Raises:
+        DatasetError: a mapped image the case lacks, or a required input left without image.
+    """
+    specs = list(manifest["inputs"])
+    chosen: dict[str, str] = {}
+    for model_name, image_name in data.inputs.items():
+        if image_name not in images:
+            raise DatasetError(
+                f"case {record.case_id}: data.inputs maps {model_name!r} to {image_name!r}, "
+                f"but the case has only {sorted(images)}"
+            )
+        chosen[model_name] = image_name
+    for spec in specs:
+        name = spec["name"]
+        if name not in chosen and name in images and name not in chosen.values():
+            chosen[name] = name
+    if len(specs) == 1 and not chosen and len(images) == 1:
+        chosen[specs[0]["name"]] = next(iter(images))
+    candidates = [
+        Candidate(name=name, fileName=Path(record.image_paths[name]).name, item=name)
+        for name in images
+    ]
+    try:
+        match = matchInputs(candidates, specs, overrides=chosen)
+    except MissingInputError as error:
+        raise DatasetError(
+            f"case {record.case_id}: {error}\nThe case has images {sorted(images)}: map them to "
+            f"the model inputs with data.inputs in a data config"
+        ) from None
+    return [
+        images[match.assigned[spec["name"]]] if spec["name"] in match.assigned else None
+        for spec in specs
+    ]

@@ -54,6 +54,7 @@ class Progress:
         self._began = time.perf_counter()
         self._last_draw = -float("inf")
         self._line = ""
+        self._drawn_step: int | None = None
 
     @property
     def rate(self) -> float:
@@ -86,6 +87,7 @@ class Progress:
             self._draw()
 
     def _draw(self) -> None:
+        self._drawn_step = self.step
         self._line = self.line()
         if self.tty:
             self.stream.write("\r\x1b[K" + self._line)
@@ -106,7 +108,8 @@ class Progress:
 
     def close(self) -> None:
         """Final state on its own line."""
-        self._draw()
+        if self._drawn_step != self.step or self.tty:
+            self._draw()
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()

@@ -46,11 +46,15 @@ class LRSchedule:
                 optimizer, total_iters=total_steps, power=config.power
             )
         elif config.name == "onecycle":
+            if total_steps < 3:
+                raise ValueError(f"the onecycle schedule needs >= 3 steps, got {total_steps}")
+            # Both phases need at least one step (torch divides by their length).
+            pct_start = min(max(config.pct_start, 1.5 / total_steps), 1.0 - 1.5 / total_steps)
             self.scheduler = lr_scheduler.OneCycleLR(
                 optimizer,
                 max_lr=[group["lr"] for group in optimizer.param_groups],
                 total_steps=total_steps,
-                pct_start=config.pct_start,
+                pct_start=pct_start,
                 div_factor=config.div_factor,
                 final_div_factor=config.final_div_factor,
             )

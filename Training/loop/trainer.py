@@ -216,7 +216,7 @@ class Trainer:
 
     def load(self, path: str | Path) -> None:
         """Restore a checkpoint written by ``save`` (same config up to ``RESUME_FREE_KEYS``)."""
-        tree = load_checkpoint(path, self.device)
+        tree = load_checkpoint(path)  # on the CPU; load_state_dict moves tensors
         if tree.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path} is not a training checkpoint")
         changed = config_differences(tree["config"], self.config.to_dict())
@@ -259,6 +259,7 @@ class Trainer:
             if self._should_stop():
                 break
         if self.state.step % training.steps_per_epoch and self.state.step != total:
+            self._sync_buffers()
             self.save(LAST)  # interrupted mid-epoch
         self._plot(force=True)
         return self.state
@@ -332,6 +333,7 @@ class Trainer:
     def _end_epoch(self) -> None:
         training = self.config.training
         state = self.state
+        self._sync_buffers()
         epoch = -(-state.step // training.steps_per_epoch)
         loss_sum, steps = all_reduce_sum(self.dist, [state.epoch_loss, float(state.epoch_steps)])
         row: dict[str, Any] = {
@@ -359,6 +361,13 @@ class Trainer:
         state.history.append(row)
         if self.dist.is_main:
             self._report(row, improved)
+
+    def _sync_buffers(self) -> None:
+        """Give every rank rank 0's buffers (BatchNorm statistics), as DDP does before each
+        forward pass, so that validation and the saved model see the same network."""
+        if self.dist.enabled:
+            for buffer in self.network.buffers():
+                torch.distributed.broadcast(buffer, 0)
 
     def _report(self, row: dict[str, Any], improved: bool) -> None:
         self.save(LAST)

@@ -182,14 +182,14 @@ class SegmentationLogic:
                 started ``SegmentationJob`` (GUI); call ``finish()`` when ``isDone()``.
             segmentationName: name of a new node; default ``"<reference> - <model title>"``.
 
-        Raises:
+        Raises (at once):
             MissingInputError: a required input has no volume.
             SegmentationExistsError: the output node has segments and replacing was not asked.
-            ValueError: unknown input names, bad overlap, unreadable volumes; from ``finish()``
-                (or directly when waiting): engine errors, ``InferenceCancelled``.
+            ValueError: unknown input names, bad overlap, a volume without image data.
 
-        All checks run before anything is computed; nothing is added to the scene unless the
-        run succeeds.
+        Raises (from ``finish()``, or at once when waiting): the engine's ``ValueError`` (bad
+        input image), ``SegmentationError`` (out of memory) or ``InferenceCancelled``. Arguments
+        are checked before anything is computed, and the scene only changes when a run succeeds.
         """
         started = time.perf_counter()
         self._checkArguments(model, inputNodes, overlap)
@@ -227,6 +227,10 @@ class SegmentationLogic:
         def apply(computed: _Computed) -> SegmentationResult:
             writeStarted = time.perf_counter()
             case = computed.case
+            if reference.GetScene() is not self.scene:
+                raise RuntimeError(
+                    f"Volume '{reference.GetName()}' was removed while it was being segmented"
+                )
             with _rollbackOnError(self.scene):
                 node = writeLabelmapToSegmentation(
                     self.scene,

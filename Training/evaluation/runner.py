@@ -1,0 +1,318 @@
+"""Evaluate a model package on labelled cases, one case at a time.
+
+For each case: read it (``load_case``), give the model its inputs (``model_inputs``), segment it
+with the engine's ``Segmenter`` (the modules' code path), bring the reference into the model's
+label values (``reference_labels``), save the prediction and compute the engine's metrics on the
+case's own grid. Softmax models are scored per label value (``compute_metrics``); sigmoid models
+per nested region (label ``c`` = values ``>= c``, as the model defines its labels). Models with
+``lesion_analysis`` also get lesion detection (``lesion_detection``, pooled over cases with
+``aggregate_lesion_detection``).
+
+Files written in ``out_dir``:
+
+- ``predictions/<case>.nii.gz``: predicted label map on the case grid (uint8);
+- ``metrics_per_case.csv``: one row per case, columns ``<metric>_<label>`` and ``<metric>_mean``
+  (+ lesion columns);
+- ``metrics_mean.csv``: per label and metric the mean, standard deviation (population), median,
+  minimum and maximum over cases;
+- ``metrics.json``: all of it, per case in ``compute_metrics`` form (keys = label values and
+  ``"mean"``);
+- ``overlays/*.png``, ``report.md``, ``report.html`` (``Training.evaluation.report``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from Training.data import load_case
+from Training.evaluation.datasets import EvaluationData, model_inputs, reference_labels
+from Training.evaluation.overlay import OverlayView, overlay_view, render_overlay
+from Training.evaluation.report import write_report
+from Training.loop.trainer import label_key
+from Training.synth.writers import save_nifti
+from unetseg.engine.device import describe_device
+from unetseg.engine.lesions import aggregate_lesion_detection, lesion_detection
+from unetseg.engine.metrics import DISTANCE_METRICS, OVERLAP_METRICS, binary_metrics
+from unetseg.engine.metrics import compute_metrics as engine_metrics
+from unetseg.engine.package import ModelPackage
+from unetseg.engine.predict import Segmenter
+
+logger = logging.getLogger(__name__)
+
+#: Lesion detection result key -> per-case CSV column.
+LESION_COLUMNS = {
+    "reference_lesions": "reference_lesions",
+    "predicted_lesions": "predicted_lesions",
+    "detected": "detected_lesions",
+    "false_positives": "false_positive_lesions",
+    "sensitivity": "lesion_sensitivity",
+    "precision": "lesion_precision",
+    "f1": "lesion_f1",
+    "lesion_dice": "lesion_dice",
+}
+STATISTICS = ("mean", "std", "median", "min", "max")
+
+
+def case_metrics(
+    prediction: np.ndarray,
+    reference: np.ndarray,
+    values: Sequence[int],
+    spacing: Sequence[float],
+    *,
+    nested: bool,
+    distances: bool = True,
+) -> dict[str, dict[str, float]]:
+    """``compute_metrics`` of one case; for ``nested`` (sigmoid) models label ``c`` is the
+    region ``>= c`` of both maps. Arrays (K, J, I) or (J, I); spacing (I, J, K) mm."""
+    if not nested:
+        return engine_metrics(prediction, reference, values, spacing, distances)
+    per_label = {
+        str(v): binary_metrics(prediction >= v, reference >= v, spacing, distances) for v in values
+    }
+    names = next(iter(per_label.values())).keys()
+    mean = {name: float(np.mean([m[name] for m in per_label.values()])) for name in names}
+    return {**per_label, "mean": mean}
+
+
+@dataclass
+class _Extremes:
+    """The ``count`` lowest- and highest-scoring cases seen so far, with their overlay views."""
+
+    count: int
+    items: list[tuple[float, int, str, OverlayView]] = field(default_factory=list)
+
+    def wants(self, score: float) -> bool:
+        if self.count <= 0:
+            return False
+        if len(self.items) < 2 * self.count:
+            return True
+        scores = [item[0] for item in self.items]
+        return score < scores[self.count - 1] or score > scores[-self.count]
+
+    def add(self, score: float, order: int, case_id: str, view: OverlayView) -> None:
+        self.items.append((score, order, case_id, view))
+        self.items.sort(key=lambda item: (item[0], item[1]))
+        if len(self.items) > 2 * self.count:
+            self.items = self.items[: self.count] + self.items[-self.count :]
+
+    def worst_and_best(self) -> tuple[list, list]:
+        """Lowest first, highest first; a case is in one list only."""
+        n_best = min(self.count, len(self.items) // 2)
+        n_worst = min(self.count, len(self.items) - n_best)
+        best = self.items[len(self.items) - n_best :][::-1]
+        return self.items[:n_worst], best
+
+
+def evaluate(
+    package: ModelPackage,
+    data: EvaluationData,
+    out_dir: str | Path,
+    *,
+    device: str = "auto",
+    distances: bool = True,
+    overlays: int = 3,
+) -> dict[str, Any]:
+    """Evaluate ``package`` on ``data`` and write the files listed in the module docstring.
+
+    Args:
+        device: ``auto``, ``cpu`` or ``cuda``.
+        distances: also compute ``hd95_mm`` and ``assd_mm`` (the slow part).
+        overlays: number of worst and of best cases (by mean Dice) shown in the report.
+
+    Returns:
+        The content of ``metrics.json``.
+
+    Raises:
+        DatasetError: unreadable case, unmatched inputs or label values the model lacks.
+    """
+    out = Path(out_dir)
+    (out / "predictions").mkdir(parents=True, exist_ok=True)
+    manifest = package.manifest
+    nested = package.activation == "sigmoid"
+    values = [label.value for label in package.labels]
+    segmenter = Segmenter(package, device)
+    extremes = _Extremes(overlays)
+    cases: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    for order, record in enumerate(data.records):
+        begin = time.perf_counter()
+        images, label, geometry = load_case(record)
+        assert label is not None
+        arrays = model_inputs(images, record, data.data, manifest)
+        reference = reference_labels(label, data.data, manifest, record.case_id)
+        reference = reference.reshape(geometry.shape)
+        result = segmenter.segment(arrays, [None if a is None else geometry for a in arrays])
+        prediction = np.asarray(result.labels, dtype=np.uint8).reshape(geometry.shape)
+        file_name = f"{_safe(record.case_id)}.nii.gz"
+        save_nifti(out / "predictions" / file_name, prediction, geometry, np.uint8)
+        spacing = [float(s) for s in geometry.spacing]
+        squeeze = geometry.shape[0] == 1  # 2D case: metrics in 2D (pixels, mm²)
+        pred_eval = prediction[0] if squeeze else prediction
+        ref_eval = reference[0] if squeeze else reference
+        metrics = case_metrics(
+            pred_eval, ref_eval, values, spacing, nested=nested, distances=distances
+        )
+        entry: dict[str, Any] = {
+            "case_id": record.case_id,
+            "patient_id": record.patient_id,
+            "metrics": metrics,
+            "prediction": f"predictions/{file_name}",
+            "missing_inputs": result.missing_inputs,
+        }
+        if package.lesion_analysis:
+            entry["lesion_detection"] = lesion_detection(pred_eval, ref_eval, spacing)
+        entry["seconds"] = round(time.perf_counter() - begin, 3)
+        cases.append(entry)
+        dice = metrics["mean"]["dice"]
+        if extremes.wants(dice):
+            reference_image = next(a for a in arrays if a is not None)
+            view = overlay_view(reference_image, reference, prediction, geometry)
+            extremes.add(dice, order, record.case_id, view)
+        logger.info(
+            "case %d/%d %s: mean Dice %.4f (%.1f s)",
+            order + 1,
+            len(data.records),
+            record.case_id,
+            dice,
+            entry["seconds"],
+        )
+
+    summary = _summary([case["metrics"] for case in cases])
+    labels = [{"value": label.value, "name": label.name} for label in package.labels]
+    result_json: dict[str, Any] = {
+        "model": {
+            "id": package.id,
+            "version": package.version,
+            "title": package.title,
+            "path": str(package.path),
+            "activation": package.activation,
+        },
+        "data": {
+            "source": data.source,
+            "part": data.part,
+            "reader": data.data.reader,
+            "root": data.data.root,
+            "label_map": {str(k): v for k, v in data.data.label_map.items()},
+            "regions": [list(r) for r in data.data.regions] if data.data.regions else None,
+            "cases": len(cases),
+        },
+        "device": describe_device(segmenter.device),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "elapsed_s": round(time.perf_counter() - started, 2),
+        "labels": labels,
+        "metrics": list(OVERLAP_METRICS + (DISTANCE_METRICS if distances else ())),
+        "mean": {
+            key: {m: stats["mean"] for m, stats in row.items()} for key, row in summary.items()
+        },
+        "summary": summary,
+        "lesion_detection": (
+            aggregate_lesion_detection([case["lesion_detection"] for case in cases])
+            if package.lesion_analysis
+            else None
+        ),
+        "cases": cases,
+    }
+    worst, best = extremes.worst_and_best()
+    colours = [(label.value, tuple(label.color)) for label in package.labels]
+    result_json["overlays"] = {
+        kind: [
+            _write_overlay(out, kind, rank, score, case_id, view, colours, nested)
+            for rank, (score, _, case_id, view) in enumerate(items, start=1)
+        ]
+        for kind, items in (("worst", worst), ("best", best))
+    }
+    _write_tables(out, result_json)
+    (out / "metrics.json").write_text(json.dumps(result_json, indent=1, allow_nan=False))
+    write_report(out, result_json)
+    return result_json
+
+
+def _safe(case_id: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", case_id)
+
+
+def _summary(per_case: Sequence[Mapping[str, Mapping[str, float]]]) -> dict[str, Any]:
+    """Statistics over cases per label key and metric."""
+    summary: dict[str, Any] = {}
+    for key, row in per_case[0].items():
+        summary[key] = {}
+        for metric in row:
+            values = np.array([case[key][metric] for case in per_case], dtype=np.float64)
+            summary[key][metric] = {
+                "mean": float(values.mean()),
+                "std": float(values.std()),
+                "median": float(np.median(values)),
+                "min": float(values.min()),
+                "max": float(values.max()),
+            }
+    return summary
+
+
+def _label_keys(result: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(metrics key, column suffix) per label, then the mean."""
+    keys = [(str(label["value"]), label_key(label["name"])) for label in result["labels"]]
+    return [*keys, ("mean", "mean")]
+
+
+def _write_tables(out: Path, result: Mapping[str, Any]) -> None:
+    keys = _label_keys(result)
+    metric_names = result["metrics"]
+    lesions = result["lesion_detection"] is not None
+    header = ["case_id", "patient_id"]
+    header += [f"{metric}_{suffix}" for metric in metric_names for _, suffix in keys]
+    if lesions:
+        header += list(LESION_COLUMNS.values())
+    header.append("seconds")
+    rows = []
+    for case in result["cases"]:
+        row: list[Any] = [case["case_id"], case["patient_id"]]
+        row += [case["metrics"][key][metric] for metric in metric_names for key, _ in keys]
+        if lesions:
+            row += [case["lesion_detection"][name] for name in LESION_COLUMNS]
+        row.append(case["seconds"])
+        rows.append(row)
+    _write_csv(out / "metrics_per_case.csv", header, rows)
+
+    names = {key: ("mean of labels" if key == "mean" else suffix) for key, suffix in keys}
+    summary_rows = [
+        [key, names[key], metric, *(result["summary"][key][metric][s] for s in STATISTICS)]
+        for key, _ in keys
+        for metric in metric_names
+    ]
+    _write_csv(out / "metrics_mean.csv", ["label", "name", "metric", *STATISTICS], summary_rows)
+
+
+def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    path.write_text(text.getvalue(), encoding="utf-8")
+
+
+def _write_overlay(
+    out: Path,
+    kind: str,
+    rank: int,
+    score: float,
+    case_id: str,
+    view: OverlayView,
+    colours: Sequence[tuple[int, Sequence[int]]],
+    nested: bool,
+) -> dict[str, Any]:
+    path = out / "overlays" / f"{kind}_{rank}_{_safe(case_id)}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    caption = f"{case_id}: mean Dice {score:.3f}"
+    render_overlay(view, colours, nested=nested, caption=caption).save(path)
+    return {"case_id": case_id, "dice": score, "file": path.relative_to(out).as_posix()}

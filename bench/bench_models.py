@@ -1,0 +1,319 @@
+"""Bench networks: the benchmark's U-Net, briefly trained on the project's synthetic phantoms.
+
+    python bench/bench_models.py [--cases brain,ct] [--models DIR] [--budget 180] [--retrain]
+
+One network per benchmark case, trained on first use and cached as a model package
+(`unetseg.engine.package`) in `DIR/bench-<case>` (default `out/bench_models/`):
+- "brain": inputs flair, t1, t1c, t2 (BraTS order, as the benchmark loads the real case),
+  each z-scored inside its non-zero voxels; labels 1 core, 2 oedema, 3 enhancing, from
+  `Training.synth.brain_mri_case(layout="brats")`;
+- "ct": one CT input in HU, windowed with `CT_WINDOW` to [0, 1]; labels 1 right lung,
+  2 left lung, from `Training.synth.lung_ct_case`, arrays flipped to the DICOM/LPS layout
+  of the benchmark phantom (I towards the patient's left, J posterior).
+Phantoms are generated on canonical grids at two sizes (the benchmark runs its volumes at
+full and at half resolution). Training: random cubic patches (every second one centred on a
+labelled voxel), Dice + cross-entropy, Adam, fixed seeds, a fixed number of steps cut short
+by a wall-time budget. The networks are confident and spatially consistent on these
+inputs, not accurate and not clinical models; they exist so that label agreement between
+inference variants measures what a trained model would show.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from Training.synth import brain_mri_case, lung_ct_case  # noqa: E402
+from unetseg.engine.losses import DiceCELoss  # noqa: E402
+from unetseg.engine.network import UNet  # noqa: E402
+from unetseg.engine.package import ModelPackage, load_model_package, save_model_package  # noqa: E402
+from unetseg.engine.preprocessing.normalization import normalize  # noqa: E402
+
+DEFAULT_DIR = REPO / "out" / "bench_models"
+FILTERS = (16, 32, 64, 128, 256)
+BRAIN_SEQUENCES = ("flair", "t1", "t1c", "t2")
+BRAIN_NORMALIZATION = {"method": "zscore", "mask": "nonzero"}
+CT_WINDOW = (-600.0, 1500.0)  # centre, width (HU)
+CT_NORMALIZATION = {"method": "ct_window", "center": CT_WINDOW[0], "width": CT_WINDOW[1]}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Training settings; a cached package is reused only when they match."""
+
+    steps: int = 300
+    budget_s: float = 180.0
+    patch: int = 64  # cubic patch edge (voxels), a multiple of 16
+    batch: int = 2
+    cases: int = 10
+    lr: float = 1e-3
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Task:
+    """What one bench network sees: phantom generator, sizes, inputs and labels."""
+
+    inputs: tuple[tuple[str, str], ...]  # (name, title) in channel order
+    normalization: dict
+    labels: tuple[tuple[str, tuple[int, int, int]], ...]  # (name, colour), values 1..N
+    modality: str
+    spacing_mm: float
+    sizes: tuple[int, ...]  # phantom grid sizes, used in turn
+    generate: Callable[[np.random.Generator, int, float], tuple[np.ndarray, np.ndarray]]
+
+
+def brain_input(raw: np.ndarray) -> np.ndarray:
+    """(4, K, J, I) MR intensities -> float32, each channel z-scored inside its non-zero
+    voxels and 0 outside (the engine's `{"method": "zscore", "mask": "nonzero"}`)."""
+    return np.stack([normalize(channel, BRAIN_NORMALIZATION, name) for channel, name in
+                     zip(raw, BRAIN_SEQUENCES, strict=True)])  # fmt: skip
+
+
+def ct_input(hu: np.ndarray) -> np.ndarray:
+    """(1, K, J, I) CT in HU -> float32 in [0, 1] through the window `CT_WINDOW`."""
+    return normalize(hu[0], CT_NORMALIZATION, "ct")[None]
+
+
+def _brain_phantom(rng: np.random.Generator, size: int, spacing: float):
+    case = brain_mri_case(rng, size, (spacing,) * 3, layout="brats", canonical=True)
+    raw = np.stack([case.images[name] for name in BRAIN_SEQUENCES])
+    return brain_input(raw), case.label
+
+
+def _ct_phantom(rng: np.random.Generator, size: int, spacing: float):
+    case = lung_ct_case(rng, size, (spacing,) * 3, canonical=True)
+    lps = (slice(None), slice(None, None, -1), slice(None, None, -1))  # (K, J, I): flip J, I
+    image = ct_input(case.images["ct"][lps][None])
+    return np.ascontiguousarray(image), np.ascontiguousarray(case.label[lps])
+
+
+TASKS = {
+    "brain": Task(
+        inputs=(("flair", "FLAIR"), ("t1", "T1"), ("t1c", "T1 post-contrast"), ("t2", "T2")),
+        normalization=BRAIN_NORMALIZATION,
+        labels=(("core", (255, 214, 0)), ("edema", (0, 151, 206)), ("enhancing", (230, 80, 60))),
+        modality="MR",
+        spacing_mm=1.0,
+        sizes=(128, 192),
+        generate=_brain_phantom,
+    ),
+    "ct": Task(
+        inputs=(("ct", "CT"),),
+        normalization=CT_NORMALIZATION,
+        labels=(("right lung", (128, 174, 128)), ("left lung", (197, 165, 145))),
+        modality="CT",
+        spacing_mm=1.5,
+        sizes=(128, 224),
+        generate=_ct_phantom,
+    ),
+}
+
+
+def bench_network(case: str) -> UNet:
+    """The benchmark's U-Net for `case`, freshly initialised with seed 0."""
+    task = TASKS[case]
+    torch.manual_seed(0)
+    return UNet(3, len(task.inputs), len(task.labels) + 1, FILTERS, residual=True)
+
+
+# --- training -----------------------------------------------------------------------------
+
+
+class Patches:
+    """Random cubic training patches from in-memory phantoms.
+
+    Sample n is centred on a random labelled voxel (class chosen uniformly among the
+    classes present) when n is even, else placed uniformly; images (C, K, J, I) float32,
+    labels (K, J, I) uint8, every phantom at least `patch` voxels along each axis.
+    """
+
+    def __init__(self, cases: list[tuple[np.ndarray, np.ndarray]], patch: int, seed: int):
+        self.cases, self.patch = cases, patch
+        self.rng = np.random.default_rng(seed)
+        self.locations = [
+            [np.argwhere(label == c) for c in np.unique(label) if c > 0] for _, label in cases
+        ]
+        if any(min(label.shape) < patch for _, label in cases):
+            raise ValueError(f"every phantom needs at least {patch} voxels per axis")
+
+    def sample(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        index = int(self.rng.integers(len(self.cases)))
+        image, label = self.cases[index]
+        shape = np.array(label.shape)
+        classes = self.locations[index]
+        if n % 2 == 0 and classes:
+            points = classes[int(self.rng.integers(len(classes)))]
+            centre = points[int(self.rng.integers(len(points)))]
+            start = np.clip(centre - self.patch // 2, 0, shape - self.patch)
+        else:
+            start = self.rng.integers(0, shape - self.patch + 1)
+        box = tuple(slice(int(s), int(s) + self.patch) for s in start)
+        return image[(slice(None), *box)], label[box]
+
+    def batch(self, step: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        items = [self.sample(step * size + b) for b in range(size)]
+        images = torch.from_numpy(np.stack([image for image, _ in items]))
+        labels = torch.from_numpy(np.stack([label for _, label in items]).astype(np.int64))
+        return images, labels
+
+
+def train(case: str, settings: Settings, log: Callable[[str], None] = print) -> tuple[UNet, dict]:
+    """Train the bench network of `case`; return it (eval mode) and a training summary."""
+    task = TASKS[case]
+    start = time.perf_counter()
+    phantoms = [
+        task.generate(
+            np.random.default_rng([settings.seed, i]),
+            task.sizes[i % len(task.sizes)],
+            task.spacing_mm,
+        )
+        for i in range(settings.cases)
+    ]
+    generated = time.perf_counter() - start
+    log(f"[{case}] {settings.cases} phantoms generated in {generated:.0f} s")
+    patches = Patches(phantoms, settings.patch, settings.seed)
+    network = bench_network(case).train()
+    torch.manual_seed(settings.seed)
+    optimizer = torch.optim.Adam(network.parameters(), lr=settings.lr)
+    loss_fn = DiceCELoss()
+    losses: list[float] = []
+    start = time.perf_counter()
+    for step in range(settings.steps):
+        images, labels = patches.batch(step, settings.batch)
+        loss = loss_fn(network(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        elapsed = time.perf_counter() - start
+        if step % 10 == 0:
+            log(f"[{case}] step {step}: loss {losses[-1]:.4f} ({elapsed:.0f} s)")
+        if elapsed > settings.budget_s:
+            break
+    final = float(np.mean(losses[-10:]))
+    log(
+        f"[{case}] trained {len(losses)} steps in {elapsed:.0f} s; final loss {losses[-1]:.4f}"
+        f" (mean of the last {min(10, len(losses))}: {final:.4f})"
+    )
+    summary = {"steps_done": len(losses), "seconds": round(elapsed, 1), "final_loss": final}
+    return network.eval(), summary
+
+
+def _manifest(case: str, settings: Settings, summary: dict) -> dict:
+    task = TASKS[case]
+    inputs = [
+        {"name": name, "title": title, "required": True, "normalization": task.normalization}
+        for name, title in task.inputs
+    ]
+    labels = [
+        {"value": value, "name": name, "color": list(color)}
+        for value, (name, color) in enumerate(task.labels, start=1)
+    ]
+    return {
+        "schema_version": 1,
+        "id": f"bench-{case}",
+        "title": f"Benchmark network ({case})",
+        "version": "0.1.0",
+        "license": "Apache-2.0",
+        "description": "The inference benchmark's U-Net, briefly trained on synthetic phantoms "
+        "(bench/bench_models.py).",
+        "intended_use": "Benchmarking only. Not a clinical model; its segmentations are not "
+        "accurate.",
+        "modality": task.modality,
+        "spatial_dims": 3,
+        "inputs": inputs,
+        "spacing_mm": [task.spacing_mm] * 3,
+        "patch_size": [settings.patch] * 3,
+        "overlap": 0.5,
+        "output": {"activation": "softmax"},
+        "labels": labels,
+        "network": {},  # filled from the network by save_model_package
+        "training": {
+            "datasets": [f"synthetic ({task.generate.__name__.strip('_')})"],
+            "provenance": "bench/bench_models.py",
+            "metrics": {"final_training_loss": summary["final_loss"]},
+            "bench_settings": asdict(settings),
+            **summary,
+        },
+        "weights": {"file": "weights.safetensors", "sha256": "0" * 64},
+    }
+
+
+# --- cache --------------------------------------------------------------------------------
+
+
+def package_dir(case: str, directory: Path) -> Path:
+    return Path(directory) / f"bench-{case}"
+
+
+def cached_package(case: str, directory: Path, settings: Settings) -> ModelPackage | None:
+    """The cached package of `case` if it holds the bench network trained with `settings`."""
+    folder = package_dir(case, directory)
+    if not (folder / "model.json").is_file():
+        return None
+    package = load_model_package(folder)
+    training = package.manifest.get("training", {})
+    if (
+        package.manifest["network"] != bench_network(case).config
+        or training.get("bench_settings") != asdict(settings)
+    ):
+        return None
+    return package
+
+
+def ensure_package(
+    case: str, directory: Path = DEFAULT_DIR, settings: Settings = Settings(), retrain: bool = False
+) -> ModelPackage:
+    """Return the cached bench package of `case`, training and saving it first if needed."""
+    package = None if retrain else cached_package(case, directory, settings)
+    if package is None:
+        network, summary = train(case, settings, lambda line: print(line, file=sys.stderr))
+        manifest = _manifest(case, settings, summary)
+        package = save_model_package(package_dir(case, directory), manifest, network, overwrite=True)
+        print(f"[{case}] saved {package.path}", file=sys.stderr)
+    return package
+
+
+def load_network(case: str, directory: Path = DEFAULT_DIR) -> torch.nn.Module:
+    """Load the cached bench network of `case` (eval mode); it must exist (`ensure_package`)."""
+    package = load_model_package(package_dir(case, directory))
+    if package.manifest["network"] != bench_network(case).config:
+        raise ValueError(f"{package.path} does not hold the bench network of {case!r}")
+    return package.load_network()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", default="brain,ct", type=lambda s: s.split(","))
+    parser.add_argument("--models", type=Path, default=DEFAULT_DIR, help="package folder")
+    parser.add_argument("--budget", type=float, default=Settings.budget_s, help="seconds/net")
+    parser.add_argument("--steps", type=int, default=Settings.steps)
+    parser.add_argument("--retrain", action="store_true")
+    args = parser.parse_args()
+    unknown = set(args.cases) - set(TASKS)
+    if unknown:
+        parser.error(f"unknown cases {sorted(unknown)}; choose from {sorted(TASKS)}")
+    settings = Settings(steps=args.steps, budget_s=args.budget)
+    for case in args.cases:
+        package = ensure_package(case, args.models, settings, args.retrain)
+        training = package.manifest["training"]
+        print(
+            f"{case}: {package.path} ({training['steps_done']} steps, "
+            f"final loss {training['final_loss']:.4f})"
+        )
+
+
+if __name__ == "__main__":
+    main()
