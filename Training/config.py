@@ -288,7 +288,8 @@ class TrainingConfig:
     (per process); ``amp`` is ``auto`` (CUDA: bf16 where supported, else fp16; CPU: bf16 only
     with native support), ``off``, ``fp16`` (CUDA) or ``bf16``; ``grad_clip`` is the max gradient
     norm (null: off); ``workers`` data-loading processes; ``cache_cases`` prepared cases kept
-    open per worker."""
+    open per worker; ``cpu_threads`` torch threads of a CPU training process (null: torch's
+    default; one thread is fastest for small models and on busy shared machines)."""
 
     epochs: int = 100
     steps_per_epoch: int = 250
@@ -302,6 +303,7 @@ class TrainingConfig:
     grad_clip: float | None = 12.0
     workers: int = 2
     cache_cases: int = 8
+    cpu_threads: int | None = None
     device: str = "auto"
     seed: int = 0
 
@@ -313,6 +315,8 @@ class TrainingConfig:
             _positive(self.grad_clip, f"{key}.grad_clip")
         _at_least(self.workers, 0, f"{key}.workers")
         _at_least(self.cache_cases, 1, f"{key}.cache_cases")
+        if self.cpu_threads is not None:
+            _at_least(self.cpu_threads, 1, f"{key}.cpu_threads")
 
     @property
     def total_steps(self) -> int:

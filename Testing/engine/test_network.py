@@ -215,6 +215,19 @@ def test_gradient_reaches_every_parameter(norm):
         assert parameter.grad.abs().sum() > 0, name
 
 
+def test_autograd_free_inference_matches_autograd_forward():
+    # Without autograd on CPU, instance norm takes its in-place channels-last path.
+    torch.manual_seed(0)
+    net = UNet(3, 2, 3, SMALL, "instance", 0.0, True, True, upsample="interpolate").eval()
+    x = _input(3, 2)
+    expected = net(x)
+    with torch.inference_mode():
+        fast = net(x)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), fast)
+    torch.testing.assert_close(fast, expected, atol=1e-5, rtol=1e-5)
+
+
 def test_eval_is_deterministic_despite_dropout():
     torch.manual_seed(0)
     net = UNet(3, 2, 2, SMALL, "batch", 0.5, True, True).eval()

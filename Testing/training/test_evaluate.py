@@ -23,7 +23,7 @@ from Training.data import DatasetError, load_case
 from Training.evaluation import detect_layout, model_inputs, reference_labels, resolve_data
 from Training.evaluation.overlay import OVERLAY_SIZE
 from Training.synth import write_dataset
-from unetseg.demo import brain_mri_manifest, lung_ct_manifest, untrained_package
+from unetseg.demo import brain_mri_manifest, lung_ct_manifest, lung_cxr_manifest, untrained_package
 from unetseg.engine.lesions import aggregate_lesion_detection, lesion_detection
 from unetseg.engine.metrics import binary_metrics, compute_metrics
 
@@ -257,3 +257,21 @@ def test_real_layouts_and_brats_label_map():
     reference = reference_labels(label, mapped, manifest, "brats")
     assert np.array_equal(reference == 3, label == 4)
     assert np.array_equal(reference == 1, np.isin(label, [1, 3]))
+
+
+def test_two_dimensional_cases(tmp_path):
+    write_dataset("lung-cxr", tmp_path / "cxr", 2, seed=4, size=64)
+    manifest = lung_cxr_manifest(filters=(4, 8))
+    manifest["patch_size"] = [32, 32, 1]
+    package = untrained_package(tmp_path / "pkg", manifest)
+    out = tmp_path / "out"
+    argv = ["evaluate", "--model", str(package.path), "--data", str(tmp_path / "cxr")]
+    assert main([*argv, "--out", str(out), "--overlays", "1"]) == 0
+    for row in rows(out / "metrics_per_case.csv"):
+        prediction, _ = read(out / "predictions" / f"{row['case_id']}.nii.gz")
+        mask = np.asarray(Image.open(tmp_path / "cxr" / f"{row['case_id']}-mask.png"))
+        expected = compute_metrics(prediction[0], (mask >= 128).astype(np.uint8), [1], (1, 1))
+        assert float(row["dice_lungs"]) == pytest.approx(expected["1"]["dice"])
+        assert float(row["hd95_mm_lungs"]) == pytest.approx(expected["1"]["hd95_mm"])
+    with Image.open(next((out / "overlays").glob("worst_*.png"))) as image:
+        assert image.size == OVERLAY_SIZE

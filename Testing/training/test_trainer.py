@@ -35,13 +35,13 @@ TINY = {
             {"name": "ct", "title": "CT", "required": True, "normalization": {"method": "none"}}
         ],
         "spacing_mm": [1.0, 1.0, 1.0],
-        "patch_size": [16, 16, 16],
+        "patch_size": [8, 8, 8],
         "labels": [{"value": 1, "name": "Blob", "color": [200, 50, 50]}],
         "network": {"filters": [4, 8, 16], "dropout": 0.1, "deep_supervision": True},
     },
     "training": {
         "epochs": 2,
-        "steps_per_epoch": 3,
+        "steps_per_epoch": 2,
         "batch_size": 2,
         "optimizer": {"name": "adamw", "lr": 0.01},
         "schedule": {"name": "onecycle"},
@@ -59,26 +59,30 @@ def _config(**sections):
     return config_from_dict(data)
 
 
-def _blob_case(case_id, seed, shape=(20, 20, 20)):
+def _blob_case(case_id, seed, shape=(12, 12, 12)):
     rng = np.random.default_rng(seed)
     grid = np.indices(shape)
-    centre = rng.uniform(6, 14, size=3)
-    label = (np.sqrt(sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True))) < 5).astype(
-        np.uint8
-    )
+    centre = rng.uniform(4, np.array(shape) - 4)
+    distance = np.sqrt(sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)))
+    label = (distance < 3).astype(np.uint8)
     image = (label + 0.3 * rng.normal(size=shape)).astype(np.float32)[None]
     return make_training_case(case_id, image, label, (1.0, 1.0, 1.0))
 
 
 TRAIN = MemoryCases([_blob_case(f"t{i}", i) for i in range(3)])
-VAL = MemoryCases([_blob_case("v0", 10)])
+VAL = MemoryCases([_blob_case("v0", 10, shape=(8, 8, 8))])  # one sliding window
 
 
 @pytest.fixture(autouse=True)
-def _no_plots(request, monkeypatch):
-    """Drawing curves costs seconds; only the command-line test checks the PNG."""
+def _fast(request, monkeypatch):
+    """Tiny tensors run fastest on one thread (no OpenMP contention on a shared runner), and
+    drawing curves costs seconds: only the command-line test checks the PNG."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     if "curves" not in request.node.name:
         monkeypatch.setattr(trainer_module, "plot_curves", lambda history, path: True)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _state(trainer):
@@ -90,8 +94,8 @@ def test_resume_mid_epoch_gives_bitwise_the_same_weights(tmp_path):
     straight = Trainer(config, tmp_path / "a", TRAIN, VAL)
     straight.fit()
     first = Trainer(config, tmp_path / "b", TRAIN, VAL)
-    first.fit(stop_step=4)  # stop inside epoch 2: 'last' is written on the way out
-    assert first.state.step == 4
+    first.fit(stop_step=3)  # stop inside epoch 2: 'last' is written on the way out
+    assert first.state.step == 3
     # Resume in a fresh trainer, with data workers this time: the stream does not change.
     with_workers = dataclasses.replace(
         config, training=dataclasses.replace(config.training, workers=2)
@@ -99,7 +103,7 @@ def test_resume_mid_epoch_gives_bitwise_the_same_weights(tmp_path):
     resumed = Trainer(with_workers, tmp_path / "b", TRAIN, VAL)
     resumed.load(tmp_path / "b" / "checkpoints" / LAST)
     resumed.fit()
-    assert resumed.state.step == straight.state.step == 6
+    assert resumed.state.step == straight.state.step == 4
     for name, value in _state(straight).items():
         assert torch.equal(value, resumed.network.state_dict()[name]), name
     for a, b in zip(
@@ -131,7 +135,7 @@ def test_resume_refuses_a_different_config(tmp_path):
 
 def test_validation_uses_sliding_window_and_engine_metrics(tmp_path):
     trainer = Trainer(_config(), tmp_path, TRAIN, VAL)
-    trainer.fit(stop_step=3)
+    trainer.fit(stop_step=2)
     case = VAL.load(0)
     prediction = trainer.predict(case)
     assert prediction.shape == case.label.shape
@@ -145,7 +149,7 @@ def test_validation_uses_sliding_window_and_engine_metrics(tmp_path):
 
 def test_prediction_of_a_patch_sized_case_equals_the_network_argmax(tmp_path):
     trainer = Trainer(_config(), tmp_path, TRAIN, VAL)
-    case = _blob_case("exact", 3, shape=(16, 16, 16))
+    case = _blob_case("exact", 3, shape=(8, 8, 8))
     trainer.network.eval()
     with torch.no_grad():
         logits = trainer.network(torch.from_numpy(case.image)[None])
@@ -170,7 +174,7 @@ def test_2d_training_and_validation(tmp_path):
         cases.append(make_training_case(f"x{i}", image, label, (1.0, 1.0, 1.0)))
     trainer = Trainer(config, tmp_path, MemoryCases(cases), MemoryCases(cases[:1]))
     state = trainer.fit()
-    assert state.step == 6 and "val_dice" in state.history[-1]
+    assert state.step == 4 and "val_dice" in state.history[-1]
     assert trainer.predict(cases[0]).shape == (1, 24, 20)
 
 
@@ -266,9 +270,10 @@ def test_soft_dice_matches_the_notebook_formula():
 def test_smoke_config_through_the_command_line_learns_and_draws_curves(tmp_path):
     """The shipped smoke config, shortened, via ``train`` with an interruption and --resume."""
     data = yaml.safe_load((CONFIGS / "smoke.yaml").read_text())
-    data["data"]["synth"].update(cases=4, size=32)
+    data["data"]["synth"].update(cases=4, size=24)
     data["data"]["split"]["validation"] = 0.25
-    data["training"].update(epochs=2, steps_per_epoch=6)
+    data["model"]["patch_size"] = [16, 16, 16]  # smaller than shipped, for a fast test
+    data["training"].update(epochs=2, steps_per_epoch=4)
     config_path = tmp_path / "smoke.yaml"
     config_path.write_text(yaml.safe_dump(data))
     run_dir = tmp_path / "run"
@@ -278,7 +283,7 @@ def test_smoke_config_through_the_command_line_learns_and_draws_curves(tmp_path)
     def main(*argv):
         return train_command.run(parser.parse_args(list(argv)))
 
-    assert main("--config", str(config_path), "--out", str(run_dir), "--stop-at-step", "8") == 0
+    assert main("--config", str(config_path), "--out", str(run_dir), "--stop-at-step", "5") == 0
     assert main("--config", str(config_path), "--out", str(run_dir)) == 2  # run exists
     assert main("--resume", str(run_dir)) == 0
     for name in ("config.yaml", "split.json", "train.log", "metrics.csv", "curves.png"):
@@ -286,7 +291,7 @@ def test_smoke_config_through_the_command_line_learns_and_draws_curves(tmp_path)
     assert (run_dir / "checkpoints" / "best.safetensors").is_file()
     history = json.loads((run_dir / "metrics.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["steps"] == 12 and len(history) == 2
+    assert summary["steps"] == 8 and len(history) == 2
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert 0.0 <= history[-1]["val_dice"] <= 1.0
-    assert "resumed at step 8" in (run_dir / "train.log").read_text()
+    assert "resumed at step 5" in (run_dir / "train.log").read_text()

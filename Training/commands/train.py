@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from Training.config import ConfigError, load_config
     from Training.data import DatasetError
     from Training.loop import default_run_dir, run_config, run_training
+    from Training.loop.distributed import env_world_size
 
     try:
         if args.resume:
@@ -50,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
             config = load_config(args.config) if args.config else run_config(run_dir)
         elif args.config:
             config = load_config(args.config)
+            if not args.out and env_world_size() > 1:
+                raise ConfigError("", "under torchrun give --out (the same folder for every rank)")
             run_dir = Path(args.out) if args.out else default_run_dir(config)
         else:
             raise ConfigError("", "give --config CFG.yaml (or --resume RUN_DIR)")

@@ -35,13 +35,14 @@ from typing import Any
 
 import numpy as np
 
-from Training.data import load_case
+from Training.data import CaseRecord, load_case
 from Training.evaluation.datasets import EvaluationData, model_inputs, reference_labels
 from Training.evaluation.overlay import OverlayView, overlay_view, render_overlay
 from Training.evaluation.report import write_report
 from Training.loop.trainer import label_key
 from Training.synth.writers import save_nifti
 from unetseg.engine.device import describe_device
+from unetseg.engine.geometry import Geometry
 from unetseg.engine.lesions import aggregate_lesion_detection, lesion_detection
 from unetseg.engine.metrics import DISTANCE_METRICS, OVERLAP_METRICS, binary_metrics
 from unetseg.engine.metrics import compute_metrics as engine_metrics
@@ -138,47 +139,17 @@ def evaluate(
     """
     out = Path(out_dir)
     (out / "predictions").mkdir(parents=True, exist_ok=True)
-    manifest = package.manifest
     nested = package.activation == "sigmoid"
-    values = [label.value for label in package.labels]
     segmenter = Segmenter(package, device)
     extremes = _Extremes(overlays)
     cases: list[dict[str, Any]] = []
     started = time.perf_counter()
     for order, record in enumerate(data.records):
-        begin = time.perf_counter()
-        images, label, geometry = load_case(record)
-        assert label is not None
-        arrays = model_inputs(images, record, data.data, manifest)
-        reference = reference_labels(label, data.data, manifest, record.case_id)
-        reference = reference.reshape(geometry.shape)
-        result = segmenter.segment(arrays, [None if a is None else geometry for a in arrays])
-        prediction = np.asarray(result.labels, dtype=np.uint8).reshape(geometry.shape)
-        file_name = f"{_safe(record.case_id)}.nii.gz"
-        save_nifti(out / "predictions" / file_name, prediction, geometry, np.uint8)
-        spacing = [float(s) for s in geometry.spacing]
-        squeeze = geometry.shape[0] == 1  # 2D case: metrics in 2D (pixels, mm²)
-        pred_eval = prediction[0] if squeeze else prediction
-        ref_eval = reference[0] if squeeze else reference
-        metrics = case_metrics(
-            pred_eval, ref_eval, values, spacing, nested=nested, distances=distances
-        )
-        entry: dict[str, Any] = {
-            "case_id": record.case_id,
-            "patient_id": record.patient_id,
-            "metrics": metrics,
-            "prediction": f"predictions/{file_name}",
-            "missing_inputs": result.missing_inputs,
-        }
-        if package.lesion_analysis:
-            entry["lesion_detection"] = lesion_detection(pred_eval, ref_eval, spacing)
-        entry["seconds"] = round(time.perf_counter() - begin, 3)
+        entry, overlay_arrays = _evaluate_case(segmenter, record, data, out, distances)
         cases.append(entry)
-        dice = metrics["mean"]["dice"]
+        dice = entry["metrics"]["mean"]["dice"]
         if extremes.wants(dice):
-            reference_image = next(a for a in arrays if a is not None)
-            view = overlay_view(reference_image, reference, prediction, geometry)
-            extremes.add(dice, order, record.case_id, view)
+            extremes.add(dice, order, record.case_id, overlay_view(*overlay_arrays))
         logger.info(
             "case %d/%d %s: mean Dice %.4f (%.1f s)",
             order + 1,
@@ -236,6 +207,52 @@ def evaluate(
     (out / "metrics.json").write_text(json.dumps(result_json, indent=1, allow_nan=False))
     write_report(out, result_json)
     return result_json
+
+
+def _evaluate_case(
+    segmenter: Segmenter,
+    record: CaseRecord,
+    data: EvaluationData,
+    out: Path,
+    distances: bool,
+) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray, np.ndarray, Geometry]]:
+    """Segment and score one case; saves its prediction. Returns its ``metrics.json`` entry and
+    what its overlay needs (first present input, reference, prediction, geometry)."""
+    begin = time.perf_counter()
+    package = segmenter.package
+    manifest = package.manifest
+    images, label, geometry = load_case(record)
+    assert label is not None  # EvaluationData holds labelled cases only
+    arrays = model_inputs(images, record, data.data, manifest)
+    reference = reference_labels(label, data.data, manifest, record.case_id)
+    reference = reference.reshape(geometry.shape)
+    result = segmenter.segment(arrays, [None if a is None else geometry for a in arrays])
+    prediction = np.asarray(result.labels, dtype=np.uint8).reshape(geometry.shape)
+    file_name = f"{_safe(record.case_id)}.nii.gz"
+    save_nifti(out / "predictions" / file_name, prediction, geometry, np.uint8)
+    spacing = [float(s) for s in geometry.spacing]
+    flat = geometry.shape[0] == 1  # a 2D case is scored in 2D (pixels, mm²)
+    pred_eval = prediction[0] if flat else prediction
+    ref_eval = reference[0] if flat else reference
+    entry: dict[str, Any] = {
+        "case_id": record.case_id,
+        "patient_id": record.patient_id,
+        "metrics": case_metrics(
+            pred_eval,
+            ref_eval,
+            [label.value for label in package.labels],
+            spacing,
+            nested=package.activation == "sigmoid",
+            distances=distances,
+        ),
+        "prediction": f"predictions/{file_name}",
+        "missing_inputs": result.missing_inputs,
+    }
+    if package.lesion_analysis:
+        entry["lesion_detection"] = lesion_detection(pred_eval, ref_eval, spacing)
+    entry["seconds"] = round(time.perf_counter() - begin, 3)
+    first_input = next(a for a in arrays if a is not None)
+    return entry, (first_input, reference, prediction, geometry)
 
 
 def _safe(case_id: str) -> str:

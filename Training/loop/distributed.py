@@ -42,6 +42,11 @@ def env_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def env_rank() -> int:
+    """``RANK`` from the environment (0 when not launched by torchrun or ``spawn``)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def init_from_env(device_type: str) -> DistInfo:
     """Join the process group described by the torchrun environment variables.
 

@@ -22,11 +22,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from Training.config import ConfigError, TrainConfig, load_config
 from Training.loop.cases import prepare_cases, read_records, split_records
 from Training.loop.checkpoint import write_atomically
 from Training.loop.distributed import (
     barrier,
+    env_rank,
     env_world_size,
     init_from_env,
     shutdown,
@@ -69,7 +72,8 @@ def run_training(
     steps in total (``last`` checkpoint kept, so ``resume`` continues it).
     """
     run_dir = Path(run_dir)
-    _check_run_dir(config, run_dir, resume)
+    if env_rank() == 0:
+        _check_run_dir(config, run_dir, resume)
     if nproc > 1:
         if env_world_size() > 1:
             raise RuntimeError("use either torchrun or --nproc, not both")
@@ -114,6 +118,8 @@ def _check_run_dir(config: TrainConfig, run_dir: Path, resume: bool) -> None:
 def _train_process(config: TrainConfig, run_dir: Path, resume: bool, stop_step: int | None) -> None:
     """One training process (rank): data, trainer, optional resume, fit, summary."""
     device = select_device(config.training.device)
+    if device.type == "cpu" and config.training.cpu_threads is not None:
+        torch.set_num_threads(config.training.cpu_threads)
     info = init_from_env(device.type)
     try:
         progress = Progress(

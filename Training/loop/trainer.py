@@ -68,6 +68,7 @@ RESUME_FREE_KEYS = (
     "training.workers",
     "training.device",
     "training.cache_cases",
+    "training.cpu_threads",
 )
 #: Learning curves are redrawn at most this often during training (and at the end).
 PLOT_INTERVAL_S = 60.0

@@ -36,7 +36,10 @@ def conv(
     stride: int = 1,
     bias: bool = True,
 ) -> nn.Module:
-    """Convolution with 'same' padding (odd `kernel_size`); stride 2 halves even sizes exactly."""
+    """Convolution with "same" padding (odd `kernel_size`); stride 2 halves even sizes exactly.
+
+    Unstrided 1x1 convolutions are `PointwiseConv{2,3}d`.
+    """
     if kernel_size == 1 and stride == 1:
         return _POINTWISE[spatial_dims](in_channels, out_channels, 1, bias=bias)
     return _CONV[spatial_dims](

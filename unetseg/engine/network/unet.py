@@ -12,7 +12,8 @@ Architecture (L = len(filters) levels, level i works at 1 / 2**i of the input si
 
 Activations are LeakyReLU(0.01), in place. On CPU the forward pass runs channels-last
 (`channels_last_3d` / `channels_last`): oneDNN convolves these about 1.7x faster than
-contiguous (N, C, ...) tensors. The returned tensors are contiguous.
+contiguous (N, C, ...) tensors. The returned tensors are contiguous. Run inference under
+`torch.inference_mode()` (or `no_grad`): instance normalisation then works in place.
 """
 
 from __future__ import annotations
