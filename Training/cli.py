@@ -14,6 +14,7 @@ from collections.abc import Sequence
 # Subcommand name -> module implementing it.
 COMMANDS: dict[str, str] = {
     "synth": "Training.synth.command",
+    "train": "Training.commands.train",
     "evaluate": "Training.commands.evaluate",
     "export": "Training.commands.export",
 }

@@ -1,13 +1,15 @@
 """Sliding-window inference benchmark: MONAI against UNetSeg (equal settings and fast mode).
 
-    python bench/bench_inference.py [--repeats 5] [--cases brain,ct] [--quick]
+    python bench/bench_inference.py [--repeats 5] [--cases brain,ct] [--quick] [--models DIR]
 
 Cases (array order (C, K, J, I)): "brain", 4-channel 155x240x240 (the real BraTS-METS case
 in ../shared/data/brats_met_unlabeled when present, else a phantom with the same background
 share), and "ct", a 1-channel 300x512x512 chest CT phantom. Window 128^3, overlap 0.5,
-Gaussian blending, a fixed-seed untrained U-Net plus a voxel-wise intensity prior (see
-`IntensityPrior`: it gives the labels confident regions, so fast-vs-full agreement means
-something; `--no-prior` drops it). Variants:
+Gaussian blending. The network of each case is the UNetSeg U-Net (filters 16-256) briefly
+trained on the project's synthetic phantoms by `bench_models` (trained on first use, cached
+as model packages in DIR, default out/bench_models/). These are not clinical models: they
+are confident and spatially consistent enough that the label agreement between our fast
+and full outputs measures what a trained model would show. Variants:
 - monai: `monai.inferers.sliding_window_inference` (float32 logits, no label step);
 - ours: `sliding_window_inference(output="labels")`, float32, the same windows;
 - fast: ours + foreground skipping + crop to the foreground box (+ CPU bf16 when the CPU has
@@ -40,15 +42,15 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
+import bench_models  # noqa: E402
+from bench_models import BRAIN_SEQUENCES, CT_WINDOW, brain_input, ct_input  # noqa: E402
 from phantoms import BRAIN_BACKGROUND_SHARE, brain_phantom, ct_phantom  # noqa: E402
 
 from unetseg.engine import device as device_info  # noqa: E402
 from unetseg.engine.inference import plan_tiling, sliding_window_inference  # noqa: E402
 
 BRAIN_DIR = REPO.parent / "shared" / "data" / "brats_met_unlabeled"
-BRAIN_SEQUENCES = ("flair", "t1", "t1c", "t2")
 VARIANTS = ("monai", "ours", "fast")
-CT_WINDOW = (-600.0, 1500.0)  # centre, width (HU)
 BODY_HU = -500.0
 CT_SOURCE = "chest CT phantom (body 70% x 50% of the field of view, ~73% air)"
 
@@ -100,19 +102,12 @@ def load_brain(case: Case) -> np.ndarray:
         raw = raw[:, ::step, ::step, ::step]
     else:
         raw = brain_phantom(case.shape)
-    image = np.zeros_like(raw)
-    for c, channel in enumerate(raw):
-        inside = channel > 0
-        values = channel[inside]
-        image[c][inside] = (values - values.mean()) / max(float(values.std()), 1e-6)
-    return image
+    return brain_input(raw)
 
 
 def load_ct(case: Case) -> np.ndarray:
     """CT-windowed (1, K, J, I) phantom in [0, 1]."""
-    centre, width = CT_WINDOW
-    hu = ct_phantom(case.shape)
-    return np.clip((hu - (centre - width / 2)) / width, 0.0, 1.0, out=hu)
+    return ct_input(ct_phantom(case.shape))
 
 
 def brain_mask(image: np.ndarray) -> np.ndarray:
@@ -131,65 +126,12 @@ def ct_body_mask(image: np.ndarray) -> np.ndarray:
     return full[:, : image.shape[2], : image.shape[3]]
 
 
-class IntensityPrior(torch.nn.Module):
-    """Voxel-wise logits from intensity rules, standing in for a trained model's confidence.
-
-    An untrained U-Net's logits are near-ties everywhere (std ~0.4), so any change of window
-    placement flips labels at random and the fast-vs-full agreement would say nothing. Added
-    to the U-Net output, these rules make confident regions; the U-Net still perturbs their
-    boundaries, where window placement and precision then show up in the Dice.
-    brain (z-scored flair, t1, t1c, t2): 1 = bright t1c, 2 = bright flair, 3 = bright t2.
-    ct (window [-1350, 150] HU -> [0, 1]): 1 = lung (-920 to -680 HU), 2 = bone (> 200 HU).
-    """
-
-    def __init__(self, case: str) -> None:
-        super().__init__()
-        self.case = case
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.case == "brain":
-            bright = [x[:, 2] - 2.0, x[:, 0] - 1.5, x[:, 3] - 2.0]
-            return torch.stack([torch.zeros_like(x[:, 0])] + [2.0 * b for b in bright], 1)
-        centre, width = CT_WINDOW
-        hu = x[:, 0] * width + (centre - width / 2)
-        lung = 4.0 * (1.0 - (hu + 800.0).abs() / 120.0)
-        return torch.stack([torch.zeros_like(hu), lung, (hu - 200.0) / 25.0], 1)
-
-
-class BenchNetwork(torch.nn.Module):
-    """Untrained U-Net (fixed seed) plus the optional intensity prior."""
-
-    def __init__(self, net: torch.nn.Module, prior: IntensityPrior | None) -> None:
-        super().__init__()
-        self.net, self.prior = net, prior
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.net(x)
-        return logits if self.prior is None else logits + self.prior(x)
-
-
-def make_network(kind: str, case: Case, prior: bool = True) -> torch.nn.Module:
-    torch.manual_seed(0)
-    if kind == "unetseg":
-        from unetseg.engine.network import UNet
-
-        net = UNet(3, case.in_channels, case.out_channels, (16, 32, 64, 128, 256), residual=True)
-    else:
-        from monai.networks.nets import UNet as MonaiUNet
-
-        net = MonaiUNet(
-            3, case.in_channels, case.out_channels, (16, 32, 64, 128, 256), (2, 2, 2, 2),
-            num_res_units=2,
-        )  # fmt: skip
-    return BenchNetwork(net, IntensityPrior(case.name) if prior else None).eval()
-
-
-def default_network() -> str:
-    try:
-        from unetseg.engine.network import UNet  # noqa: F401
-    except ImportError:
-        return "monai"
-    return "unetseg"
+def make_network(case: Case, models: Path) -> torch.nn.Module:
+    """The cached bench network of `case` (eval mode), checked against the case's channels."""
+    net = bench_models.load_network(case.name, models)
+    if (net.in_channels, net.out_channels) != (case.in_channels, case.out_channels):
+        raise ValueError(f"bench network {case.name!r} does not fit the case {case}")
+    return net
 
 
 # --- child: one variant -------------------------------------------------------------------
@@ -240,7 +182,7 @@ def run_child(spec: dict) -> dict:
     device = device_info.select_device(spec["device"])
     image_np = load_brain(case) if case.name == "brain" else load_ct(case)
     image = torch.from_numpy(image_np)[None]
-    net = make_network(spec["network"], case, spec["prior"]).to(device)
+    net = make_network(case, Path(spec["models"])).to(device)
     roi, variant = (case.roi,) * 3, spec["variant"]
     bf16 = variant == "fast" and device.type == "cpu" and device_info.cpu_supports_bf16()
     predictor = TimedPredictor(net, device)
@@ -303,7 +245,7 @@ def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> list[dict]:
     for variant in VARIANTS:
         spec = {
             "case": case.__dict__, "variant": variant, "repeats": args.repeats,
-            "network": args.network, "prior": args.prior, "device": args.device,
+            "models": str(args.models), "device": args.device,
             "threads": args.threads,
             "labels": str(workdir / f"{case.name}-{variant}.npy"),
         }  # fmt: skip
@@ -330,7 +272,25 @@ def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], args: argparse.Namespace, sources: dict[str, str]) -> str:
+def network_note(packages: dict[str, bench_models.ModelPackage]) -> str:
+    """How each case's bench network was trained (from its package manifest)."""
+    notes = []
+    for name, package in packages.items():
+        training = package.manifest["training"]
+        settings = training["bench_settings"]
+        notes.append(
+            f"{name}: {training['steps_done']} steps of {settings['batch']} x "
+            f"{settings['patch']}^3 patches, final training loss {training['final_loss']:.3f}"
+        )
+    return "; ".join(notes)
+
+
+def markdown(
+    rows: list[dict],
+    args: argparse.Namespace,
+    sources: dict[str, str],
+    packages: dict[str, bench_models.ModelPackage],
+) -> str:
     bf16 = device_info.cpu_supports_bf16()
     command = f"--repeats {args.repeats} --cases {','.join(args.cases)}"
     command += " --quick" if args.quick else ""
@@ -342,11 +302,10 @@ def markdown(rows: list[dict], args: argparse.Namespace, sources: dict[str, str]
         f"{torch.get_num_threads() if not args.threads else args.threads} torch threads, "
         f"torch {torch.__version__}, MONAI {_monai_version()}; compute device "
         f"{device_info.describe_device(device_info.select_device(args.device))}.",
-        f"Network: {args.network} U-Net, filters 16-256, untrained (seed 0)"
-        f"{' + intensity prior (bench IntensityPrior)' if args.prior else ''}; window "
-        f"{'64' if args.quick else '128'}^3, overlap 0.5, Gaussian; inputs: "
-        + "; ".join(f"{k}: {v}" for k, v in sources.items())
-        + ".",
+        "Network: UNetSeg U-Net, filters 16-256, residual, instance norm, briefly trained "
+        f"on synthetic phantoms by bench/bench_models.py ({network_note(packages)}); not "
+        f"clinical models. Window {'64' if args.quick else '128'}^3, overlap 0.5, Gaussian; "
+        "inputs: " + "; ".join(f"{k}: {v}" for k, v in sources.items()) + ".",
         "CPU bf16: "
         + (
             "native, used by `fast`"
@@ -398,10 +357,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cases", default="brain,ct", type=lambda s: s.split(","))
     parser.add_argument("--quick", action="store_true", help="small volumes, 64^3 windows")
-    parser.add_argument("--network", choices=("unetseg", "monai"), default=default_network())
     parser.add_argument(
-        "--no-prior", dest="prior", action="store_false",
-        help="pure untrained U-Net (labels then agree only by chance, see IntensityPrior)",
+        "--models", type=Path, default=bench_models.DEFAULT_DIR,
+        help="bench model packages (trained there on first use)",
     )  # fmt: skip
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
@@ -415,13 +373,14 @@ def main() -> None:
     unknown = set(args.cases) - set(available)
     if unknown:
         parser.error(f"unknown cases {sorted(unknown)}; choose from {sorted(available)}")
+    packages = {name: bench_models.ensure_package(name, args.models) for name in args.cases}
     rows, sources = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.cases:
             case = available[name]
             sources[name] = brain_source() if name == "brain" else CT_SOURCE
             rows += run_case(case, args, Path(tmp))
-    section = markdown(rows, args, sources)
+    section = markdown(rows, args, sources, packages)
     print(section)
     output = args.output or (None if args.quick else REPO / "BENCHMARKS.md")
     if output is not None:

@@ -289,7 +289,7 @@ def run_child(kind: str, raw: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     return json.loads(output.strip().splitlines()[-1])
 
 
-def markdown(results: dict[str, dict], args: argparse.Namespace) -> str:
+def markdown(results: dict[str, dict], args: argparse.Namespace, load: list[float]) -> str:
     ours, monai = results["ours"], results["monai"]
     command = (
         f"--cases {args.cases} --size {args.size} --patch {args.patch} --batch {args.batch} "
@@ -313,7 +313,9 @@ def markdown(results: dict[str, dict], args: argparse.Namespace) -> str:
         f"{'-'.join(map(str, args.filters))}), Dice + CE, AdamW, clipping 12; augmentations as "
         f"described in `bench/bench_training.py`. Median of {args.windows} windows of "
         f"{args.window_steps} steps after {args.warmup} warm-up steps, pooled over "
-        f"{args.rounds} alternated runs of each loop, each run in its own process.",
+        f"{args.rounds} alternated runs of each loop, each run in its own process. 1-minute "
+        f"load average before / after: {load[0]:.1f} / {load[1]:.1f} (other processes "
+        f"share the CPU when it exceeds 0).",
         "",
         "| loop | patches/s (median) | range over windows | s/step | data wait share |",
         "|---|---:|---:|---:|---:|",
@@ -373,6 +375,7 @@ def main() -> None:
         args.warmup, args.windows, args.window_steps, args.rounds = 1, 2, 2, 1
     raw = bench_config(args)
     config_from_dict(raw)  # validate before spending time
+    load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
         from Training.loop import prepare_data
@@ -388,7 +391,8 @@ def main() -> None:
                 results.append(run_child(kind, raw, child_dir))
                 print(f"{kind} run {round_ + 1}: done", file=sys.stderr)
     results = {kind: windows(kind_runs, args) for kind, kind_runs in runs.items()}
-    section = markdown(results, args)
+    load.append(os.getloadavg()[0])
+    section = markdown(results, args, load)
     print(section)
     output = args.output or (None if args.quick else REPO / "BENCHMARKS.md")
     if output is not None:

@@ -51,7 +51,7 @@ def test_defaults_fill_the_model_section():
     config = config_from_dict(SMOKE)
     assert config.model["network"]["out_channels"] == 3  # softmax: background + 2 labels
     assert config.model["schema_version"] == 1 and config.model["intended_use"]
-    assert config.training.total_steps == 36
+    assert config.training.total_steps == 90
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,9 @@ and the smoke config through the command line."""
 
 import argparse
 import copy
+import csv
 import dataclasses
+import io
 import json
 from pathlib import Path
 
@@ -14,11 +16,15 @@ import yaml
 
 from Training.commands import train as train_command
 from Training.config import ScheduleConfig, config_from_dict
+from Training.data import DatasetError
 from Training.loop import trainer as trainer_module
+from Training.loop.cases import training_labels
+from Training.loop.curves import write_history
 from Training.loop.objectives import build_loss, training_target
+from Training.loop.progress import Progress
 from Training.loop.schedules import LRSchedule
 from Training.loop.trainer import LAST, Trainer, resolve_amp
-from Training.sampling import MemoryCases, make_training_case
+from Training.sampling import MemoryCases, load_training_case, make_training_case
 from unetseg.engine.metrics import compute_metrics
 
 CONFIGS = Path(__file__).resolve().parents[2] / "Training" / "configs"
@@ -229,8 +235,9 @@ def test_amp_choice_on_cpu(monkeypatch):
     dtype, note = resolve_amp("fp16", cpu)
     assert dtype is None and "CUDA" in note
     monkeypatch.setattr(trainer_module, "cpu_supports_bf16", lambda: False)
-    dtype, note = resolve_amp("bf16", cpu)
-    assert dtype is None and "float32" in note
+    for mode in ("auto", "bf16"):
+        dtype, note = resolve_amp(mode, cpu)
+        assert dtype is None and "float32" in note
     monkeypatch.setattr(trainer_module, "cpu_supports_bf16", lambda: True)
     assert resolve_amp("auto", cpu) == (torch.bfloat16, None)
 
@@ -266,6 +273,50 @@ def test_soft_dice_matches_the_notebook_formula():
     )
 
 
+def test_regions_become_a_nested_index_and_bad_labels_are_refused():
+    brain = config_from_dict(yaml.safe_load((CONFIGS / "brain_met.yaml").read_text()))
+    raw = np.array([0, 1, 2, 3, 2])  # BraTS: 1 necrosis, 2 oedema, 3 enhancing
+    nested = training_labels(raw, brain, "case")  # regions WT (1,2,3) > TC (1,3) > ET (3)
+    assert nested.tolist() == [0, 2, 1, 3, 1]
+    assert training_target(torch.from_numpy(nested)[None], "sigmoid", 3)[0].tolist() == [
+        [0, 1, 1, 1, 1],
+        [0, 1, 0, 1, 0],
+        [0, 0, 0, 1, 0],
+    ]
+    swapped = dataclasses.replace(
+        brain, data=dataclasses.replace(brain.data, regions=((3,), (1, 3), (1, 2, 3)))
+    )
+    with pytest.raises(DatasetError, match="must be nested"):
+        training_labels(raw, swapped, "case")
+    with pytest.raises(DatasetError, match="label value 2 but the model has 1"):
+        training_labels(np.array([0, 2]), _config(), "case")
+
+
+def test_progress_prints_plain_lines_without_a_terminal():
+    stream = io.StringIO()
+    progress = Progress(10, steps_per_epoch=5, stream=stream, tty=False, interval_s=0.0)
+    for step in range(1, 11):
+        progress.update(step, loss=1.0 / step)
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 10 and "\r" not in stream.getvalue()
+    assert lines[-1].startswith("step 10/10 (epoch 2/2) | loss 0.1000 |")
+    assert "it/s" in lines[-1] or "s/it" in lines[-1]
+    assert "ETA 0:00" in lines[-1]
+
+
+def test_history_files_keep_every_column(tmp_path):
+    history = [
+        {"epoch": 1, "train_loss": 0.9},
+        {"epoch": 2, "train_loss": 0.7, "val_dice": 0.5, "dice_lung": 0.5},
+    ]
+    write_history(tmp_path, history)
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert list(rows[0]) == ["epoch", "train_loss", "val_dice", "dice_lung"]
+    assert rows[0]["val_dice"] == "" and float(rows[1]["dice_lung"]) == 0.5
+    assert json.loads((tmp_path / "metrics.json").read_text()) == history
+
+
 @pytest.mark.slow
 def test_smoke_config_through_the_command_line_learns_and_draws_curves(tmp_path):
     """The shipped smoke config, shortened, via ``train`` with an interruption and --resume."""
@@ -295,3 +346,9 @@ def test_smoke_config_through_the_command_line_learns_and_draws_curves(tmp_path)
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert 0.0 <= history[-1]["val_dice"] <= 1.0
     assert "resumed at step 5" in (run_dir / "train.log").read_text()
+    # Prepared cases follow the engine's canonical RAS grid: the right lung (label 1) lies at
+    # larger I (towards patient right) than the left lung (label 2) in every case.
+    for folder in sorted(run_dir.glob("prepared/*/*")):
+        case = load_training_case(folder)
+        i_index = np.indices(case.label.shape)[2]
+        assert i_index[case.label == 1].mean() > i_index[case.label == 2].mean() + 5

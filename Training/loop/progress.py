@@ -56,6 +56,11 @@ class Progress:
         self._line = ""
         self._drawn_step: int | None = None
 
+    def reset(self, step: int) -> None:
+        """Start counting (rate, ETA) from ``step`` now, e.g. after resuming."""
+        self.start = self.step = step
+        self._began = time.perf_counter()
+
     @property
     def rate(self) -> float:
         """Steps per second since the start of this run."""

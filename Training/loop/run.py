@@ -138,12 +138,13 @@ def _train_process(config: TrainConfig, run_dir: Path, resume: bool, stop_step: 
             if resume:
                 trainer.load(run_dir / "checkpoints" / LAST)
                 logger.info("resumed at step %d", trainer.state.step)
-            progress.start = progress.step = trainer.state.step
+            progress.reset(trainer.state.step)
             with _graceful_sigint(trainer):
                 trainer.fit(stop_step, progress if info.is_main else None)
             if info.is_main:
                 progress.close()
                 _write_summary(run_dir, trainer)
+            barrier(info)  # every rank returns the summary rank 0 wrote
     finally:
         shutdown()
 

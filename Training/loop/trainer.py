@@ -112,8 +112,7 @@ def resolve_amp(mode: str, device: torch.device) -> tuple[torch.dtype | None, st
         return None, "fp16 autocast needs CUDA: training in float32"
     if cpu_supports_bf16():
         return torch.bfloat16, None
-    note = "this CPU has no native bf16 (avx512_bf16/amx_bf16): training in float32"
-    return None, note if mode == "bf16" else None
+    return None, "this CPU has no native bf16 (avx512_bf16/amx_bf16): training in float32"
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
