@@ -254,18 +254,22 @@ def run_monai(raw: dict[str, Any], run_dir: Path) -> dict[str, Any]:
 def windows(results: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
     """Median patches/s over the timed windows of all rounds and the data-wait share of those
     windows."""
-    rates, total, waited = [], 0.0, 0.0
+    rates, total, waited, run_medians = [], 0.0, 0.0, []
     for result in results:
         ends, waits = result["ends"], result["waits"]
+        run_rates = []
         for w in range(args.windows):
             first = args.warmup + w * args.window_steps  # index of the window's first step
             last = first + args.window_steps - 1
             duration = ends[last] - ends[first - 1]
-            rates.append(args.window_steps * args.batch / duration)
+            run_rates.append(args.window_steps * args.batch / duration)
             total += duration
             waited += sum(waits[first : last + 1])
+        rates += run_rates
+        run_medians.append(statistics.median(run_rates))
     return {
         "patches_per_s": statistics.median(rates),
+        "run_medians": run_medians,
         "spread": (min(rates), max(rates)),
         "wait_share": waited / total,
         "step_s": total / len(rates) / args.window_steps,
@@ -327,9 +331,12 @@ def markdown(results: dict[str, dict], args: argparse.Namespace, load: list[floa
             f"| {result['step_s']:.2f} | {100 * result['wait_share']:.1f} % |"
         )
     ratio = ours["patches_per_s"] / monai["patches_per_s"]
+    paired = [a / b for a, b in zip(ours["run_medians"], monai["run_medians"], strict=True)]
     lines += [
         "",
-        f"Throughput ratio ours / MONAI: **{ratio:.2f}** (target >= 1.0); data wait share of "
+        f"Throughput ratio ours / MONAI: **{ratio:.2f}** (target >= 1.0); per round (each run's "
+        f"median, alternated runs paired): {', '.join(f'{r:.2f}' for r in paired)}; data wait "
+        f"share of "
         f"our loop with its default worker settings: **{100 * ours['wait_share']:.1f} %** "
         f"(target < 10 %).",
         "",
@@ -356,10 +363,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--filters", type=int, nargs="+", default=[8, 16, 32, 64])
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--windows", type=int, default=5)
-    parser.add_argument("--window-steps", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=2, help="runs of each loop, alternated")
+    parser.add_argument("--window-steps", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each loop, alternated")
     parser.add_argument("--quick", action="store_true", help="tiny run to check the script")
     parser.add_argument("--output", type=Path, help="Markdown file (default BENCHMARKS.md)")
     parser.add_argument("--child", choices=("ours", "monai"), help=argparse.SUPPRESS)
