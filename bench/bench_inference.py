@@ -50,6 +50,10 @@ from unetseg.engine import device as device_info  # noqa: E402
 from unetseg.engine.inference import plan_tiling, sliding_window_inference  # noqa: E402
 
 BRAIN_DIR = REPO.parent / "shared" / "data" / "brats_met_unlabeled"
+NETWORK_TITLES = {
+    "monai": "MONAI UNet(channels 16-256, strides 2, num_res_units 2), 4.8 M parameters",
+    "unetseg": "UNetSeg UNet(filters 16-256, residual, instance norm), 5.7 M parameters",
+}
 VARIANTS = ("monai", "ours", "fast")
 BODY_HU = -500.0
 CT_SOURCE = "chest CT phantom (body 70% x 50% of the field of view, ~73% air)"
@@ -126,12 +130,9 @@ def ct_body_mask(image: np.ndarray) -> np.ndarray:
     return full[:, : image.shape[2], : image.shape[3]]
 
 
-def make_network(case: Case, models: Path) -> torch.nn.Module:
-    """The cached bench network of `case` (eval mode), checked against the case's channels."""
-    net = bench_models.load_network(case.name, models)
-    if (net.in_channels, net.out_channels) != (case.in_channels, case.out_channels):
-        raise ValueError(f"bench network {case.name!r} does not fit the case {case}")
-    return net
+def make_network(case: Case, models: Path, kind: str) -> torch.nn.Module:
+    """The cached bench network of `case` (eval mode)."""
+    return bench_models.load_network(case.name, kind, models)
 
 
 # --- child: one variant -------------------------------------------------------------------
@@ -182,7 +183,7 @@ def run_child(spec: dict) -> dict:
     device = device_info.select_device(spec["device"])
     image_np = load_brain(case) if case.name == "brain" else load_ct(case)
     image = torch.from_numpy(image_np)[None]
-    net = make_network(case, Path(spec["models"])).to(device)
+    net = make_network(case, Path(spec["models"]), spec["network"]).to(device)
     roi, variant = (case.roi,) * 3, spec["variant"]
     bf16 = variant == "fast" and device.type == "cpu" and device_info.cpu_supports_bf16()
     predictor = TimedPredictor(net, device)
@@ -245,7 +246,7 @@ def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> list[dict]:
     for variant in VARIANTS:
         spec = {
             "case": case.__dict__, "variant": variant, "repeats": args.repeats,
-            "models": str(args.models), "device": args.device,
+            "models": str(args.models), "device": args.device, "network": args.network,
             "threads": args.threads,
             "labels": str(workdir / f"{case.name}-{variant}.npy"),
         }  # fmt: skip
@@ -272,11 +273,11 @@ def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> list[dict]:
     return rows
 
 
-def network_note(packages: dict[str, bench_models.ModelPackage]) -> str:
-    """How each case's bench network was trained (from its package manifest)."""
+def network_note(packages: dict[str, bench_models.BenchModel]) -> str:
+    """How each case's bench network was trained (from its `bench.json`)."""
     notes = []
     for name, package in packages.items():
-        training = package.manifest["training"]
+        training = package.training
         settings = training["bench_settings"]
         notes.append(
             f"{name}: {training['steps_done']} steps of {settings['batch']} x "
@@ -289,7 +290,7 @@ def markdown(
     rows: list[dict],
     args: argparse.Namespace,
     sources: dict[str, str],
-    packages: dict[str, bench_models.ModelPackage],
+    packages: dict[str, bench_models.BenchModel],
 ) -> str:
     bf16 = device_info.cpu_supports_bf16()
     command = f"--repeats {args.repeats} --cases {','.join(args.cases)}"
@@ -302,7 +303,7 @@ def markdown(
         f"{torch.get_num_threads() if not args.threads else args.threads} torch threads, "
         f"torch {torch.__version__}, MONAI {_monai_version()}; compute device "
         f"{device_info.describe_device(device_info.select_device(args.device))}.",
-        "Network: UNetSeg U-Net, filters 16-256, residual, instance norm, briefly trained "
+        f"Network (the same on every side): {NETWORK_TITLES[args.network]}, briefly trained "
         f"on synthetic phantoms by bench/bench_models.py ({network_note(packages)}); not "
         f"clinical models. Window {'64' if args.quick else '128'}^3, overlap 0.5, Gaussian; "
         "inputs: " + "; ".join(f"{k}: {v}" for k, v in sources.items()) + ".",
@@ -362,6 +363,10 @@ def main() -> None:
         help="bench model packages (trained there on first use)",
     )  # fmt: skip
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument(
+        "--network", default="monai", choices=bench_models.NETWORK_KINDS,
+        help="bench network (same on both sides; see bench_models.bench_network)",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--output", type=Path, help="Markdown file (default BENCHMARKS.md)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -373,7 +378,9 @@ def main() -> None:
     unknown = set(args.cases) - set(available)
     if unknown:
         parser.error(f"unknown cases {sorted(unknown)}; choose from {sorted(available)}")
-    packages = {name: bench_models.ensure_package(name, args.models) for name in args.cases}
+    packages = {
+        name: bench_models.ensure_model(name, args.network, args.models) for name in args.cases
+    }
     rows, sources = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.cases:

@@ -2,8 +2,9 @@
 
     python bench/bench_models.py [--cases brain,ct] [--models DIR] [--budget 180] [--retrain]
 
-One network per benchmark case, trained on first use and cached as a model package
-(`unetseg.engine.package`) in `DIR/bench-<case>` (default `out/bench_models/`):
+One network per benchmark case and network kind (`--network monai|unetseg`, see
+`bench_network`), trained on first use and cached as safetensors weights + `bench.json` in
+`DIR/bench-<case>-<kind>` (default `out/bench_models/`):
 - "brain": inputs flair, t1, t1c, t2 (BraTS order, as the benchmark loads the real case),
   each z-scored inside its non-zero voxels; labels 1 core, 2 oedema, 3 enhancing, from
   `Training.synth.brain_mri_case(layout="brats")`;
@@ -14,16 +15,17 @@ Phantoms are generated on canonical grids at two sizes (the benchmark runs its v
 full and at half resolution). Training: random cubic patches (every second one centred on a
 labelled voxel), Dice + cross-entropy, Adam, fixed seeds, `Settings.steps` steps cut short
 by a wall-time budget (so the number of steps done depends on the machine; it is recorded
-in the package, and `--budget inf` makes a run reproducible). The networks are not accurate
+in `bench.json`, and `--budget inf` makes a run reproducible). The networks are not accurate
 and not clinical models; they exist so that the label agreement between inference variants
 measures what a trained model would show rather than the near-ties of random weights.
-An existing package is reused whatever settings trained it (they are in its manifest);
+A cached network is reused whatever settings trained it (they are in `bench.json`);
 `--retrain` replaces it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -37,13 +39,15 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from safetensors.torch import load_file, save_file  # noqa: E402
+
 from Training.synth import brain_mri_case, lung_ct_case  # noqa: E402
 from unetseg.engine.losses import DiceCELoss  # noqa: E402
 from unetseg.engine.network import UNet  # noqa: E402
-from unetseg.engine.package import ModelPackage, load_model_package, save_model_package  # noqa: E402
 from unetseg.engine.preprocessing.normalization import normalize  # noqa: E402
 
 DEFAULT_DIR = REPO / "out" / "bench_models"
+NETWORK_KINDS = ("monai", "unetseg")
 FILTERS = (16, 32, 64, 128, 256)
 BRAIN_SEQUENCES = ("flair", "t1", "t1c", "t2")
 BRAIN_NORMALIZATION = {"method": "zscore", "mask": "nonzero"}
@@ -53,7 +57,7 @@ CT_NORMALIZATION = {"method": "ct_window", "center": CT_WINDOW[0], "width": CT_W
 
 @dataclass(frozen=True)
 class Settings:
-    """Training settings (recorded in the package manifest)."""
+    """Training settings (recorded in `bench.json`)."""
 
     steps: int = 300
     budget_s: float = 180.0
@@ -133,11 +137,24 @@ TASKS = {
 }
 
 
-def bench_network(case: str) -> UNet:
-    """The benchmark's U-Net for `case`, freshly initialised with seed 0."""
+def bench_network(case: str, kind: str = "monai") -> torch.nn.Module:
+    """The benchmark's U-Net for `case`, freshly initialised with seed 0.
+
+    "monai": MONAI `UNet(channels=FILTERS, strides=2, num_res_units=2)` (4.8 M parameters,
+    ~13 kFLOP/voxel), the size the benchmark brief names; "unetseg": the engine's `UNet` with
+    the same filters (5.7 M parameters, ~118 kFLOP/voxel: two full-resolution convolutions
+    per side, about 4x slower per window on this CPU).
+    """
     task = TASKS[case]
+    channels, classes = len(task.inputs), len(task.labels) + 1
     torch.manual_seed(0)
-    return UNet(3, len(task.inputs), len(task.labels) + 1, FILTERS, residual=True)
+    if kind == "unetseg":
+        return UNet(3, channels, classes, FILTERS, residual=True)
+    if kind != "monai":
+        raise ValueError(f"network must be one of {NETWORK_KINDS}, got {kind!r}")
+    from monai.networks.nets import UNet as MonaiUNet
+
+    return MonaiUNet(3, channels, classes, FILTERS, (2,) * (len(FILTERS) - 1), num_res_units=2)
 
 
 # --- training -----------------------------------------------------------------------------
@@ -181,7 +198,9 @@ class Patches:
         return images, labels
 
 
-def train(case: str, settings: Settings, log: Callable[[str], None] = print) -> tuple[UNet, dict]:
+def train(
+    case: str, settings: Settings, kind: str, log: Callable[[str], None] = print
+) -> tuple[torch.nn.Module, dict]:
     """Train the bench network of `case`; return it (eval mode) and a training summary."""
     task = TASKS[case]
     start = time.perf_counter()
@@ -196,7 +215,7 @@ def train(case: str, settings: Settings, log: Callable[[str], None] = print) -> 
     generated = time.perf_counter() - start
     log(f"[{case}] {settings.cases} phantoms generated in {generated:.0f} s")
     patches = Patches(phantoms, settings.patch, settings.seed)
-    network = bench_network(case).train()
+    network = bench_network(case, kind).train()
     torch.manual_seed(settings.seed)
     optimizer = torch.optim.Adam(network.parameters(), lr=settings.lr)
     loss_fn = DiceCELoss()
@@ -223,104 +242,90 @@ def train(case: str, settings: Settings, log: Callable[[str], None] = print) -> 
     return network.eval(), summary
 
 
-def _manifest(case: str, settings: Settings, summary: dict) -> dict:
-    task = TASKS[case]
-    inputs = [
-        {"name": name, "title": title, "required": True, "normalization": task.normalization}
-        for name, title in task.inputs
-    ]
-    labels = [
-        {"value": value, "name": name, "color": list(color)}
-        for value, (name, color) in enumerate(task.labels, start=1)
-    ]
-    return {
-        "schema_version": 1,
-        "id": f"bench-{case}",
-        "title": f"Benchmark network ({case})",
-        "version": "0.1.0",
-        "license": "Apache-2.0",
-        "description": "The inference benchmark's U-Net, briefly trained on synthetic phantoms "
-        "(bench/bench_models.py).",
-        "intended_use": "Benchmarking only. Not a clinical model; its segmentations are not "
-        "accurate.",
-        "modality": task.modality,
-        "spatial_dims": 3,
-        "inputs": inputs,
-        "spacing_mm": [task.spacing_mm] * 3,
-        "patch_size": [settings.patch] * 3,
-        "overlap": 0.5,
-        "output": {"activation": "softmax"},
-        "labels": labels,
-        "network": {},  # filled from the network by save_model_package
-        "training": {
-            "datasets": [task.dataset],
-            "provenance": "bench/bench_models.py",
-            "metrics": {"final_training_loss": summary["final_loss"]},
-            "bench_settings": asdict(settings),
-            **summary,
-        },
-        "weights": {"file": "weights.safetensors", "sha256": "0" * 64},
-    }
-
-
 # --- cache --------------------------------------------------------------------------------
 
 
-def package_dir(case: str, directory: Path) -> Path:
-    return Path(directory) / f"bench-{case}"
+@dataclass(frozen=True)
+class BenchModel:
+    """A trained bench network on disk: `weights.safetensors` + `bench.json` (no pickle)."""
+
+    folder: Path
+    info: dict
+
+    @property
+    def training(self) -> dict:
+        return self.info["training"]
 
 
-def cached_package(case: str, directory: Path) -> ModelPackage | None:
-    """The cached package of `case` if it holds the bench network, else None."""
-    folder = package_dir(case, directory)
-    if not (folder / "model.json").is_file():
+def model_dir(case: str, kind: str, directory: Path) -> Path:
+    return Path(directory) / f"bench-{case}-{kind}"
+
+
+def cached_model(case: str, kind: str, directory: Path) -> BenchModel | None:
+    """The cached bench network of `case` and `kind`, or None."""
+    folder = model_dir(case, kind, directory)
+    if not (folder / "bench.json").is_file() or not (folder / "weights.safetensors").is_file():
         return None
-    package = load_model_package(folder)
-    if package.manifest["network"] != bench_network(case).config:
-        return None
-    return package
+    return BenchModel(folder, json.loads((folder / "bench.json").read_text()))
 
 
-def ensure_package(
-    case: str, directory: Path = DEFAULT_DIR, settings: Settings = Settings(), retrain: bool = False
-) -> ModelPackage:
-    """Return the cached bench package of `case`, training and saving it first if needed."""
-    package = None if retrain else cached_package(case, directory)
-    if package is None:
-        network, summary = train(case, settings, lambda line: print(line, file=sys.stderr))
-        manifest = _manifest(case, settings, summary)
-        package = save_model_package(
-            package_dir(case, directory), manifest, network, overwrite=True
-        )
-        print(f"[{case}] saved {package.path}", file=sys.stderr)
-    return package
+def ensure_model(
+    case: str,
+    kind: str = "monai",
+    directory: Path = DEFAULT_DIR,
+    settings: Settings = Settings(),
+    retrain: bool = False,
+) -> BenchModel:
+    """Return the cached bench network of `case`, training and saving it first if needed."""
+    model = None if retrain else cached_model(case, kind, directory)
+    if model is None:
+        network, summary = train(case, settings, kind, lambda line: print(line, file=sys.stderr))
+        folder = model_dir(case, kind, directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.contiguous() for k, v in network.state_dict().items()}
+        save_file(state, str(folder / "weights.safetensors"))
+        info = {
+            "case": case,
+            "network": kind,
+            "training": {
+                "dataset": TASKS[case].dataset,
+                "bench_settings": asdict(settings),
+                **summary,
+            },
+        }
+        (folder / "bench.json").write_text(json.dumps(info, indent=1))
+        model = BenchModel(folder, info)
+        print(f"[{case}] saved {folder}", file=sys.stderr)
+    return model
 
 
-def load_network(case: str, directory: Path = DEFAULT_DIR) -> torch.nn.Module:
-    """Load the cached bench network of `case` (eval mode); it must exist (`ensure_package`)."""
-    package = load_model_package(package_dir(case, directory))
-    if package.manifest["network"] != bench_network(case).config:
-        raise ValueError(f"{package.path} does not hold the bench network of {case!r}")
-    return package.load_network()
+def load_network(case: str, kind: str = "monai", directory: Path = DEFAULT_DIR) -> torch.nn.Module:
+    """Load the cached bench network (eval mode); it must exist (`ensure_model`)."""
+    network = bench_network(case, kind)
+    network.load_state_dict(
+        load_file(str(model_dir(case, kind, directory) / "weights.safetensors"))
+    )
+    return network.eval()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", default="brain,ct", type=lambda s: s.split(","))
-    parser.add_argument("--models", type=Path, default=DEFAULT_DIR, help="package folder")
+    parser.add_argument("--models", type=Path, default=DEFAULT_DIR, help="cache folder")
     parser.add_argument("--budget", type=float, default=Settings.budget_s, help="seconds/net")
     parser.add_argument("--steps", type=int, default=Settings.steps)
     parser.add_argument("--retrain", action="store_true")
+    parser.add_argument("--network", default="monai", choices=NETWORK_KINDS)
     args = parser.parse_args()
     unknown = set(args.cases) - set(TASKS)
     if unknown:
         parser.error(f"unknown cases {sorted(unknown)}; choose from {sorted(TASKS)}")
     settings = Settings(steps=args.steps, budget_s=args.budget)
     for case in args.cases:
-        package = ensure_package(case, args.models, settings, args.retrain)
-        training = package.manifest["training"]
+        model = ensure_model(case, args.network, args.models, settings, args.retrain)
+        training = model.training
         print(
-            f"{case}: {package.path} ({training['steps_done']} steps, "
+            f"{case}: {model.folder} ({training['steps_done']} steps, "
             f"final loss {training['final_loss']:.4f})"
         )
 
