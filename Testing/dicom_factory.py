@@ -7,7 +7,6 @@ column i.
 """
 
 # Keyword arguments are camelCase like the DICOM attributes they set.
-# ruff: noqa: N803
 
 from __future__ import annotations
 

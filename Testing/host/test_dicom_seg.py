@@ -8,7 +8,7 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-import SimpleITK as sitk  # noqa: N813
+import SimpleITK as sitk
 
 from Testing.dicom_factory import rotationMatrix, writeDicomSeries
 from unetseg.engine.geometry import Geometry

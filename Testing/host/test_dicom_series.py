@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-import SimpleITK as sitk  # noqa: N813
+import SimpleITK as sitk
 from pydicom.dataset import FileMetaDataset
 from pydicom.pixels import apply_modality_lut
 

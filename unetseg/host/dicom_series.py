@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pydicom
-import SimpleITK as sitk  # noqa: N813
+import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
 from unetseg.engine.geometry import Geometry
