@@ -349,7 +349,7 @@ def write_section(path: Path, section: str) -> None:
     text = path.read_text() if path.exists() else "# Benchmarks\n\n"
     pattern = re.compile(rf"^## {SECTION}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
+        text = pattern.sub(lambda _: section.rstrip("\n") + "\n\n", text).rstrip("\n") + "\n"
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text)

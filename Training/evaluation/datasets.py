@@ -103,7 +103,13 @@ def resolve_data(
         return _from_yaml(path, part, Path(work_dir))
     if path.is_dir():
         data = detect_layout(path, manifest)
-        records = read_records(data, Path(work_dir))
+        try:
+            records = read_records(data, Path(work_dir))
+        except DatasetError as error:
+            raise DatasetError(
+                f"{error}\n(read as a {data.reader} dataset; describe it in a data config YAML, "
+                f"e.g. reader: {data.reader}, root: {path}, options: {{...}})"
+            ) from None
         return _select(records, data, f"{path} ({data.reader} layout)", part or "all")
     raise DatasetError(f"--data must be a dataset folder, a run folder or a YAML config: {path}")
 
