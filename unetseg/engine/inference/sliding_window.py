@@ -77,6 +77,8 @@ def sliding_window_inference(
             window) to learn C_out.
         crop_to_foreground: also place the windows (MONAI-style) inside the mask's bounding
             box grown to at least `roi_size`, instead of over the whole image.
+            Faster, but the windows move, so the result is not exact: networks whose output
+            depends on the window's context (instance norm) can label differently.
         mirror_axes: spatial axes (array order) for mirroring test-time augmentation: logits
             are averaged over all flip combinations (2**len(axes) forward passes per window).
         output: "probabilities": `(N, C_out, *spatial)` float32 after `activation`
