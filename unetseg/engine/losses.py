@@ -112,6 +112,22 @@ def _foreground(
     return tensor
 
 
+def _overlap_terms(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    activation: Activation,
+    include_background: bool,
+    batch_dice: bool,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+    """Float32 probabilities and dense target `(N, C', *spatial)` (background dropped unless
+    asked) and the axes to sum over, shared by the Dice and Tversky losses."""
+    logits = logits.float()
+    dense = to_dense_target(logits, target, activation)
+    probs = _foreground(_probabilities(logits, activation), activation, include_background)
+    dense = _foreground(dense, activation, include_background)
+    return probs, dense, _reduce_axes(probs.ndim, batch_dice)
+
+
 class DiceLoss(nn.Module):
     """Multi-class soft Dice loss: ``1 - mean_c (2 sum(p q) + s) / (den + s)``.
 
@@ -147,12 +163,9 @@ class DiceLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=logits.device.type, enabled=False):
-            logits = logits.float()
-            dense = to_dense_target(logits, target, self.activation)
-            probs = _probabilities(logits, self.activation)
-            probs = _foreground(probs, self.activation, self.include_background)
-            dense = _foreground(dense, self.activation, self.include_background)
-            axes = _reduce_axes(probs.ndim, self.batch_dice)
+            probs, dense, axes = _overlap_terms(
+                logits, target, self.activation, self.include_background, self.batch_dice
+            )
             intersection = torch.sum(probs * dense, dim=axes)
             if self.squared_denominator:
                 denominator = torch.sum(probs**2, dim=axes) + torch.sum(dense**2, dim=axes)
@@ -337,12 +350,9 @@ class FocalTverskyLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=logits.device.type, enabled=False):
-            logits = logits.float()
-            dense = to_dense_target(logits, target, self.activation)
-            probs = _probabilities(logits, self.activation)
-            probs = _foreground(probs, self.activation, self.include_background)
-            dense = _foreground(dense, self.activation, self.include_background)
-            axes = _reduce_axes(probs.ndim, self.batch_dice)
+            probs, dense, axes = _overlap_terms(
+                logits, target, self.activation, self.include_background, self.batch_dice
+            )
             tp = torch.sum(probs * dense, dim=axes)
             fp = torch.sum(probs * (1.0 - dense), dim=axes)
             fn = torch.sum((1.0 - probs) * dense, dim=axes)
