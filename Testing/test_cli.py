@@ -138,6 +138,23 @@ def test_map_assigns_files_whose_names_match_nothing(brain_model, brats_files, t
     assert output.is_file()
 
 
+def test_fast_option_runs_and_is_recorded_in_the_summary(
+    brain_model, brats_files, tmp_path, capsys
+):
+    output, summary = tmp_path / "fast.seg.nrrd", tmp_path / "fast.json"
+    args = segment_args(brain_model.path, brats_files.values(), output)
+
+    code, _, err = run(capsys, *args, "--fast", "--device", "cpu", "--summary", summary)
+
+    assert code == 0, err
+    report = json.loads(summary.read_text())
+    assert report["fast"] is True
+    seg = slicerio.read_segmentation(str(output))
+    assert [s["name"] for s in seg["segments"]] == [label.name for label in brain_model.labels]
+    reference = nib.load(brats_files["t1c"])
+    assert seg["voxels"].shape == reference.shape
+
+
 def test_models_lists_packages_of_extra_folders(brain_model, tmp_path, capsys):
     folder = brain_model.path.parent
     untrained_package(folder / "cxr", lung_cxr_manifest((4, 8)))

@@ -485,6 +485,12 @@ def load_config(path: str | Path) -> TrainConfig:
     return config_from_dict(data, base_dir=path.parent)
 
 
+def data_config_from_dict(section: Any) -> DataConfig:
+    """Validate a ``data:`` section (as parsed from YAML) on its own, e.g. for evaluation data
+    without a training config; relative roots are left to the caller."""
+    return _build(DataConfig, section, "data")
+
+
 def config_from_dict(data: Any, base_dir: str | Path | None = None) -> TrainConfig:
     """Validate a config mapping (as parsed from YAML) and return the typed config."""
     config = _build(TrainConfig, data, "")

@@ -1,6 +1,6 @@
 """End-to-end timings per stage of `python -m unetseg segment` on real cases (headless).
 
-    python bench/bench_end_to_end.py [--repeats 3] [--filters 8,16,32,64,128,256]
+    python bench/bench_end_to_end.py [--repeats 3] [--filters 8,16,32,64,128,256] [--fast]
 
 Cases (skipped when ../shared/data is absent):
 - "brats-met": the 4-sequence 240x240x155 BraTS-METS case (NIfTI files, matched by name);
@@ -9,7 +9,7 @@ Cases (skipped when ../shared/data is absent):
 Model: the demo brain manifest (t1c, flair, t1, t2; 1 mm; patch 128^3; overlap 0.5) around a
 freshly initialised UNetSeg U-Net of about 5-6 M parameters (timing only: an untrained network
 costs the same as a trained one, but its lesion table is not meaningful). Reports the median of
-each stage over the repeats and the share of the total.
+each stage over the repeats and the share of the total. `--fast` runs `segment --fast`.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--filters", default="8,16,32,64,128,256")
+    parser.add_argument("--fast", action="store_true", help="segment --fast (approximate)")
     args = parser.parse_args()
     filters = tuple(int(f) for f in args.filters.split(","))
     manifest = brain_mri_manifest(filters=filters, patch_size=(128, 128, 128))
@@ -63,11 +64,13 @@ def main() -> None:
                     out / "result.seg.nrrd",
                     dicomSeg=out / "result.dcm" if case["dicom_seg"] else None,
                     device="cpu",
+                    fast=args.fast,
                 )
                 runs.append(report["timings_s"])
             stages = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
             total = stages["total"]
-            print(f"\n{name} ({args.repeats} runs, median s):")
+            mode = "fast" if args.fast else "exact"
+            print(f"\n{name} ({mode}, {args.repeats} runs, median s):")
             print("| stage | seconds | share |\n|---|---:|---:|")
             for stage, seconds in stages.items():
                 share = "" if stage == "total" else f"{100 * seconds / total:.1f}%"

@@ -9,15 +9,17 @@ One network per benchmark case and network kind (`--network monai|unetseg`, see
   each z-scored inside its non-zero voxels; labels 1 core, 2 oedema, 3 enhancing, from
   `Training.synth.brain_mri_case(layout="brats")`;
 - "ct": one CT input in HU, windowed with `CT_WINDOW` to [0, 1]; labels 1 right lung,
-  2 left lung, from `Training.synth.lung_ct_case`, arrays flipped to the DICOM/LPS layout
-  of the benchmark phantom (I towards the patient's left, J posterior).
-Phantoms are generated on canonical grids at two sizes (the benchmark runs its volumes at
-full and at half resolution). Training: random cubic patches (every second one centred on a
-labelled voxel), Dice + cross-entropy, Adam, fixed seeds, `Settings.steps` steps cut short
-by a wall-time budget (so the number of steps done depends on the machine; it is recorded
-in `bench.json`, and `--budget inf` makes a run reproducible). The networks are not accurate
-and not clinical models; they exist so that the label agreement between inference variants
-measures what a trained model would show rather than the near-ties of random weights.
+  2 left lung, from `Training.synth.lung_ct_case` on the benchmark's own grid (512 x 512 x
+  300 voxels of 0.8 x 0.8 x 1.0 mm, anatomy at real size), arrays flipped to the DICOM/LPS
+  layout (I towards the patient's left, J posterior). `ct_bench_image` is a further case of
+  the same generator (a seed no training case uses): the benchmark's CT.
+Phantoms are generated on canonical grids. Training: random cubic patches (every second one
+centred on a labelled voxel), Dice + cross-entropy, Adam with the learning rate decaying
+over the wall-time budget (poly 0.9), fixed seeds, `Settings.steps` steps cut short by the
+budget (so the number of steps done depends on the machine; it is recorded in `bench.json`).
+The networks are not clinical models; they exist so that the label agreement between
+inference variants measures what a trained model would show rather than the near-ties of
+random weights.
 A cached network is reused whatever settings trained it (they are in `bench.json`);
 `--retrain` replaces it.
 """
@@ -53,19 +55,23 @@ BRAIN_SEQUENCES = ("flair", "t1", "t1c", "t2")
 BRAIN_NORMALIZATION = {"method": "zscore", "mask": "nonzero"}
 CT_WINDOW = (-600.0, 1500.0)  # centre, width (HU)
 CT_NORMALIZATION = {"method": "ct_window", "center": CT_WINDOW[0], "width": CT_WINDOW[1]}
+CT_SHAPE, CT_SPACING = (512, 512, 300), (0.8, 0.8, 1.0)  # (I, J, K) voxels and mm
+CT_BENCH_SEED = 1000  # the benchmark's CT case; training cases use [seed, i]
+BRAIN_BENCH_SEED = 1001  # the benchmark's synthetic brain case
 
 
 @dataclass(frozen=True)
 class Settings:
     """Training settings (recorded in `bench.json`)."""
 
-    steps: int = 300
-    budget_s: float = 180.0
-    # Cubic patch edge (voxels, a multiple of 16). On a 2-core AVX-only CPU a step of
-    # 2 x 64^3 takes 10-30 s (convolution backward), 2 x 32^3 about 1.5-4 s.
-    patch: int = 32
+    steps: int = 5000
+    budget_s: float = 600.0
+    # Cubic patch edge (voxels, a multiple of 16); large enough that instance-norm statistics
+    # resemble those of the 128^3 inference windows. On a 2-core AVX2 CPU a step of
+    # 2 x 96^3 takes about 2 s, 2 x 64^3 about 0.6 s.
+    patch: int = 96
     batch: int = 2
-    cases: int = 10
+    cases: int = 6
     lr: float = 3e-3
     seed: int = 0
 
@@ -79,9 +85,9 @@ class Task:
     normalization: dict
     labels: tuple[tuple[str, tuple[int, int, int]], ...]  # (name, colour), values 1..N
     modality: str
-    spacing_mm: float
-    sizes: tuple[int, ...]  # phantom grid sizes, used in turn
-    generate: Callable[[np.random.Generator, int, float], tuple[np.ndarray, np.ndarray]]
+    spacing_mm: tuple[float, float, float]  # (I, J, K)
+    sizes: tuple[int | tuple[int, int, int], ...]  # phantom grids (edge or (I, J, K)), in turn
+    generate: Callable[..., tuple[np.ndarray, np.ndarray]]
 
 
 def brain_input(raw: np.ndarray) -> np.ndarray:
@@ -97,17 +103,17 @@ def ct_input(hu: np.ndarray) -> np.ndarray:
 
 
 def _brain_phantom(
-    rng: np.random.Generator, size: int, spacing: float
+    rng: np.random.Generator, size: int, spacing: tuple[float, float, float]
 ) -> tuple[np.ndarray, np.ndarray]:
-    case = brain_mri_case(rng, size, (spacing,) * 3, layout="brats", canonical=True)
+    case = brain_mri_case(rng, size, spacing, layout="brats", canonical=True)
     raw = np.stack([case.images[name] for name in BRAIN_SEQUENCES])
     return brain_input(raw), case.label
 
 
 def _ct_phantom(
-    rng: np.random.Generator, size: int, spacing: float
+    rng: np.random.Generator, size: tuple[int, int, int], spacing: tuple[float, float, float]
 ) -> tuple[np.ndarray, np.ndarray]:
-    case = lung_ct_case(rng, size, (spacing,) * 3, canonical=True)
+    case = lung_ct_case(rng, size, spacing, canonical=True)
     lps = (slice(None), slice(None, None, -1), slice(None, None, -1))  # (K, J, I): flip J, I
     image = ct_input(case.images["ct"][lps][None])
     return np.ascontiguousarray(image), np.ascontiguousarray(case.label[lps])
@@ -120,21 +126,39 @@ TASKS = {
         normalization=BRAIN_NORMALIZATION,
         labels=(("core", (255, 214, 0)), ("edema", (0, 151, 206)), ("enhancing", (230, 80, 60))),
         modality="MR",
-        spacing_mm=1.0,
+        spacing_mm=(1.0, 1.0, 1.0),
         sizes=(128, 192),
         generate=_brain_phantom,
     ),
     "ct": Task(
-        dataset="Training.synth.lung_ct_case (canonical, 1.5 mm, flipped to LPS arrays)",
+        dataset="Training.synth.lung_ct_case (canonical 512x512x300 at 0.8x0.8x1.0 mm, "
+        "flipped to LPS arrays)",
         inputs=(("ct", "CT"),),
         normalization=CT_NORMALIZATION,
         labels=(("right lung", (128, 174, 128)), ("left lung", (197, 165, 145))),
         modality="CT",
-        spacing_mm=1.5,
-        sizes=(128, 224),
+        spacing_mm=CT_SPACING,
+        sizes=(CT_SHAPE,),
         generate=_ct_phantom,
     ),
 }
+
+
+def brain_bench_image(shape: tuple[int, int, int]) -> np.ndarray:
+    """A synthetic 4-sequence brain MRI `(4, K, J, I)` (raw intensities, BraTS channel order)
+    of (I, J, K) `shape` at 1 mm: the brain network's own domain, for the benchmark."""
+    rng = np.random.default_rng(BRAIN_BENCH_SEED)
+    case = brain_mri_case(rng, shape, (1.0, 1.0, 1.0), layout="brats", canonical=True)
+    return np.stack([case.images[name] for name in BRAIN_SEQUENCES])
+
+
+def ct_bench_image(shape: tuple[int, int, int] = CT_SHAPE) -> np.ndarray:
+    """The benchmark's chest CT `(1, K, J, I)` in HU (float32, LPS arrays), with the
+    generator and voxel size of the CT network's training cases; `shape` is (I, J, K), the
+    voxel size grows where it is smaller than `CT_SHAPE` (the same field of view)."""
+    spacing = tuple(s * f / n for s, f, n in zip(CT_SPACING, CT_SHAPE, shape, strict=True))
+    case = lung_ct_case(np.random.default_rng(CT_BENCH_SEED), shape, spacing, canonical=True)
+    return np.ascontiguousarray(case.images["ct"][:, ::-1, ::-1])[None]
 
 
 def bench_network(case: str, kind: str = "monai") -> torch.nn.Module:
@@ -222,6 +246,9 @@ def train(
     losses: list[float] = []
     start = time.perf_counter()
     for step in range(settings.steps):
+        decay = max(0.0, 1.0 - (time.perf_counter() - start) / settings.budget_s) ** 0.9
+        for group in optimizer.param_groups:
+            group["lr"] = settings.lr * decay
         images, labels = patches.batch(step, settings.batch)
         loss = loss_fn(network(images), labels)
         optimizer.zero_grad(set_to_none=True)

@@ -1,7 +1,8 @@
-"""Synthetic volumes for the inference benchmark (array order (C, K, J, I), float32).
+"""Stand-in for the real brain case of the inference benchmark when ../shared/data is absent
+(array order (C, K, J, I), float32).
 
-They reproduce what matters for sliding-window timing and memory: the image size and the
-share of background (air) that foreground skipping can leave out. They are not anatomy.
+It reproduces what matters for sliding-window timing and memory: the image size and the share
+of background that foreground skipping can leave out. It is not anatomy.
 """
 
 from __future__ import annotations
@@ -56,31 +57,3 @@ def brain_phantom(
         channel += rng.normal(0, 15, shape).astype(np.float32)
         volume[c] = np.where(brain, np.maximum(channel, 1.0), 0.0)
     return volume
-
-
-def ct_phantom(shape: tuple[int, int, int] = (300, 512, 512), seed: int = 0) -> np.ndarray:
-    """Chest/abdomen CT stand-in `(1, K, J, I)` in Hounsfield units.
-
-    Body: an elliptic cylinder along K, 70% of the field of view wide (I) and 50% deep (J),
-    so ~73% of each slice is air (-1000 HU). Soft tissue 40 HU with smooth texture, a fat
-    rim, a vertebral column (bone), and two lungs (-850 HU) in the upper 35-85% of slices.
-    """
-    rng = np.random.default_rng(seed)
-    plane = shape[1:]
-    grid = _grid(plane)
-    body = _ellipse(grid, (0.0, 0.0), (0.5, 0.7))
-    inner = _ellipse(grid, (0.0, 0.0), (0.45, 0.65))
-    spine = _ellipse(grid, (0.32, 0.0), (0.07, 0.06))
-    lungs = _ellipse(grid, (-0.05, -0.32), (0.3, 0.2)) | _ellipse(grid, (-0.05, 0.32), (0.3, 0.2))
-    texture = _smooth_noise((max(2, -(-shape[0] // 4)), *plane), rng, coarse=16)
-    texture = np.repeat(texture, 4, axis=0)[: shape[0]]
-    volume = np.full(shape, -1000.0, np.float32)
-    lung_slices = slice(int(0.35 * shape[0]), int(0.85 * shape[0]))
-    for k in range(shape[0]):
-        section = np.where(inner, 40 + 30 * texture[k], -100.0)
-        section[spine] = 400
-        if lung_slices.start <= k < lung_slices.stop:
-            section[lungs] = -850
-        volume[k][body] = section[body]
-    volume += rng.normal(0, 10, shape).astype(np.float32)
-    return volume[None]

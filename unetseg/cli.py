@@ -38,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
     segment.add_argument("--summary", type=Path, help="also write a JSON summary")
     segment.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     segment.add_argument("--overlap", type=float, help="window overlap (default: the model's)")
+    segment.add_argument(
+        "--fast",
+        action="store_true",
+        help="run only the fewest windows covering the body/head box and allow CPU bfloat16: "
+        "faster, approximate (some voxels may be labelled differently)",
+    )
 
     models = commands.add_parser("models", help="list the available model packages")
     models.add_argument("--path", nargs="*", type=Path, help="extra model folders to search")
@@ -72,6 +78,7 @@ def _segment(args: argparse.Namespace) -> int:
         summary=args.summary,
         device=args.device,
         overlap=args.overlap,
+        fast=args.fast,
         overrides=_overrides(args.map),
     )
     _print_report(report)

@@ -7,7 +7,7 @@ inference -> segmentation node -> ``.seg.nrrd`` + JSON summary).
 
 The manifest helpers (``lung_ct_manifest``, ``brain_mri_manifest``, ``lung_cxr_manifest``)
 describe realistic inputs and labels around small networks for the demo and tests; packages
-made from them with ``untrained_package`` are never shipped as models.
+made from them with ``untrained_package`` (from ``unetseg.samples``) are never shipped.
 """
 
 from __future__ import annotations
@@ -17,89 +17,41 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
+from unetseg.samples import (
+    ANATOMICAL_STRUCTURE,
+    BRAIN,
+    LUNG,
+    altered_label,
+    lung_labels,
+    untrained_manifest,
+    untrained_package,
+)
 
-from unetseg.engine.package import ModelPackage, save_model_package
-
-ANATOMICAL_STRUCTURE = {"scheme": "SCT", "value": "123037004", "meaning": "Anatomical Structure"}
-ALTERED_STRUCTURE = {
-    "scheme": "SCT",
-    "value": "49755003",
-    "meaning": "Morphologically Altered Structure",
-}
-BRAIN = {"scheme": "SCT", "value": "12738006", "meaning": "Brain"}
-LUNG = {"scheme": "SCT", "value": "39607008", "meaning": "Lung"}
-
-
-def _network(spatial_dims: int, inputs: int, labels: int, filters: Sequence[int]) -> dict[str, Any]:
-    """``network`` section of a softmax U-Net (background channel + one per label)."""
-    return {
-        "spatial_dims": spatial_dims,
-        "in_channels": inputs,
-        "out_channels": labels + 1,
-        "filters": list(filters),
-        "norm": "instance",
-        "dropout": 0.0,
-        "residual": True,
-        "squeeze_excitation": False,
-        "deep_supervision": False,
-        "upsample": "transpose",
-        "kernel_size": 3,
-    }
-
-
-def _untrained(model_id: str, title: str, modality: str) -> dict[str, Any]:
-    """Descriptive fields shared by the untrained demo/test manifests."""
-    return {
-        "schema_version": 1,
-        "id": model_id,
-        "title": f"{title} (UNTRAINED demo network)",
-        "version": "0.0.1",
-        "license": "Apache-2.0",
-        "description": "Freshly initialised network for demonstrating the pipeline only.",
-        "intended_use": "Pipeline demonstration and tests. Not a model: its output is meaningless.",
-        "modality": modality,
-        "overlap": 0.5,
-        "output": {"activation": "softmax"},
-    }
+_PURPOSE = "demonstrating the pipeline"
 
 
 def lung_ct_manifest(filters: Sequence[int] = (8, 16, 32, 64)) -> dict[str, Any]:
     """Manifest of a left/right lung CT model (3D, 2 mm, patch 64^3)."""
-
-    def lung(value: int, side: str, code: str, color: list[int]) -> dict[str, Any]:
-        return {
-            "value": value,
-            "name": f"{side} lung",
-            "color": color,
-            "terminology": {
-                "category": ANATOMICAL_STRUCTURE,
-                "type": LUNG,
-                "type_modifier": {"scheme": "SCT", "value": code, "meaning": side},
-            },
-        }
-
-    return {
-        **_untrained("demo-lung-ct-untrained", "Lung CT", "CT"),
-        "spatial_dims": 3,
-        "inputs": [
-            {
-                "name": "ct",
-                "title": "Chest CT",
-                "required": True,
-                "name_patterns": ["*ct*", "*chest*", "*lung*"],
-                "series_description_patterns": ["*chest*", "*thorax*", "*lung*", "*ct*"],
-                "normalization": {"method": "ct_window", "center": -600.0, "width": 1500.0},
-            }
-        ],
-        "spacing_mm": [2.0, 2.0, 2.0],
-        "patch_size": [64, 64, 64],
-        "labels": [
-            lung(1, "Right", "24028007", [200, 100, 80]),
-            lung(2, "Left", "7771000", [80, 150, 220]),
-        ],
-        "network": _network(3, 1, 2, filters),
+    ct = {
+        "name": "ct",
+        "title": "Chest CT",
+        "required": True,
+        "name_patterns": ["*ct*", "*chest*", "*lung*"],
+        "series_description_patterns": ["*chest*", "*thorax*", "*lung*", "*ct*"],
+        "normalization": {"method": "ct_window", "center": -600.0, "width": 1500.0},
     }
+    return untrained_manifest(
+        "demo-lung-ct-untrained",
+        "Lung CT (UNTRAINED demo network)",
+        "CT",
+        [ct],
+        lung_labels([200, 100, 80], [80, 150, 220]),
+        spatial_dims=3,
+        spacing_mm=(2.0, 2.0, 2.0),
+        patch_size=(64, 64, 64),
+        filters=filters,
+        purpose=_PURPOSE,
+    )
 
 
 def brain_mri_manifest(
@@ -128,22 +80,11 @@ def brain_mri_manifest(
             "normalization": {"method": "zscore", "mask": "nonzero"},
         }
 
-    def tumour(value: int, name: str, code: str, meaning: str, color: list[int]):
-        return {
-            "value": value,
-            "name": name,
-            "color": color,
-            "terminology": {
-                "category": ALTERED_STRUCTURE,
-                "type": {"scheme": "SCT", "value": code, "meaning": meaning},
-                "anatomic_region": BRAIN,
-            },
-        }
-
-    return {
-        **_untrained("demo-brain-mri-untrained", "Brain tumour MRI", "MR"),
-        "spatial_dims": 3,
-        "inputs": [
+    return untrained_manifest(
+        "demo-brain-mri-untrained",
+        "Brain tumour MRI (UNTRAINED demo network)",
+        "MR",
+        [
             sequence(
                 "t1c",
                 "T1 post-contrast",
@@ -167,54 +108,52 @@ def brain_mri_manifest(
             ),
             sequence("t2", "T2", False, ["*t2*", "*t2w*"], ["*t2*"]),
         ],
-        "spacing_mm": [1.0, 1.0, 1.0],
-        "patch_size": [int(p) for p in patch_size],
-        "labels": [
-            tumour(1, "Non-enhancing tumor core", "6574001", "Necrosis", [250, 210, 60]),
-            tumour(2, "Edema", "79654002", "Edema", [90, 200, 110]),
-            tumour(3, "Enhancing tumor", "86049000", "Neoplasm, Primary", [230, 60, 50]),
+        [
+            altered_label(
+                1, "Non-enhancing tumor core", [250, 210, 60], ("6574001", "Necrosis"), BRAIN
+            ),
+            altered_label(2, "Edema", [90, 200, 110], ("79654002", "Edema"), BRAIN),
+            altered_label(
+                3, "Enhancing tumor", [230, 60, 50], ("86049000", "Neoplasm, Primary"), BRAIN
+            ),
         ],
-        "lesion_analysis": True,
-        "network": _network(3, 4, 3, filters),
-    }
+        spatial_dims=3,
+        spacing_mm=(1.0, 1.0, 1.0),
+        patch_size=patch_size,
+        filters=filters,
+        purpose=_PURPOSE,
+        lesion_analysis=True,
+    )
 
 
 def lung_cxr_manifest(filters: Sequence[int] = (8, 16, 32, 64)) -> dict[str, Any]:
     """Manifest of a 2D chest X-ray lung model (1 mm pixels, patch 128x128, label "Lungs")."""
-    return {
-        **_untrained("demo-lung-cxr-untrained", "Lungs on chest X-ray", "DX"),
-        "spatial_dims": 2,
-        "inputs": [
-            {
-                "name": "cxr",
-                "title": "Chest X-ray",
-                "required": True,
-                "name_patterns": ["*cxr*", "*chest*", "*x*ray*", "*radiograph*"],
-                "series_description_patterns": ["*chest*", "*thorax*", "*pa*", "*ap*"],
-                "normalization": {"method": "percentile_minmax", "lower": 0.5, "upper": 99.5},
-            }
-        ],
-        "spacing_mm": [1.0, 1.0, 1.0],
-        "patch_size": [128, 128, 1],
-        "labels": [
-            {
-                "value": 1,
-                "name": "Lungs",
-                "color": [110, 170, 230],
-                "terminology": {"category": ANATOMICAL_STRUCTURE, "type": LUNG},
-            }
-        ],
-        "network": _network(2, 1, 1, filters),
+    cxr = {
+        "name": "cxr",
+        "title": "Chest X-ray",
+        "required": True,
+        "name_patterns": ["*cxr*", "*chest*", "*x*ray*", "*radiograph*"],
+        "series_description_patterns": ["*chest*", "*thorax*", "*pa*", "*ap*"],
+        "normalization": {"method": "percentile_minmax", "lower": 0.5, "upper": 99.5},
     }
-
-
-def untrained_package(folder: Path, manifest: dict[str, Any], seed: int = 0) -> ModelPackage:
-    """Save ``manifest`` with a freshly initialised network (demo and tests, never shipped)."""
-    from unetseg.engine.network import UNet
-
-    torch.manual_seed(seed)
-    network = UNet(**manifest["network"])
-    return save_model_package(folder, manifest, network, overwrite=True)
+    lungs = {
+        "value": 1,
+        "name": "Lungs",
+        "color": [110, 170, 230],
+        "terminology": {"category": ANATOMICAL_STRUCTURE, "type": LUNG},
+    }
+    return untrained_manifest(
+        "demo-lung-cxr-untrained",
+        "Lungs on chest X-ray (UNTRAINED demo network)",
+        "DX",
+        [cxr],
+        [lungs],
+        spatial_dims=2,
+        spacing_mm=(1.0, 1.0, 1.0),
+        patch_size=(128, 128, 1),
+        filters=filters,
+        purpose=_PURPOSE,
+    )
 
 
 def run_demo(out: Path, device: str = "auto") -> dict[str, Any]:

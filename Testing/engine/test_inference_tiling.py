@@ -1,12 +1,20 @@
 """Window placement and importance maps against MONAI's own functions."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
 from monai.data.utils import compute_importance_map, dense_patch_slices
 from monai.inferers.utils import _get_scan_interval
 
-from unetseg.engine.inference.tiling import mask_bounding_box, monai_padding, plan_tiling
+from unetseg.engine.inference.tiling import (
+    axis_starts,
+    covering_starts,
+    mask_bounding_box,
+    monai_padding,
+    plan_tiling,
+)
 from unetseg.engine.inference.weighting import importance_map
 
 CASES = [
@@ -76,20 +84,43 @@ def test_mask_bounding_box():
     assert mask_bounding_box(torch.zeros(4, 5, dtype=torch.bool)) is None
 
 
-def test_crop_to_mask_places_windows_in_grown_box():
+def test_crop_to_mask_keeps_fewest_full_grid_windows_covering_the_box():
     spatial, roi = (60, 70, 50), (16, 16, 16)
     mask = torch.zeros((1, *spatial), dtype=torch.bool)
-    mask[0, 30:34, 10:40, 20:45] = True  # axis 0 thinner than the window
-    tiling = plan_tiling(spatial, roi, (0.5,) * 3, 1, mask, crop_to_mask=True)
-    lo = [min(w.source[a].start for w in tiling.windows) for a in range(3)]
-    hi = [max(w.source[a].stop for w in tiling.windows) for a in range(3)]
-    assert (lo[0], hi[0]) == (24, 40)  # 4 rows grown symmetrically to 16
-    assert (lo[1], hi[1]) == (10, 40)
-    assert (lo[2], hi[2]) == (20, 45)
+    mask[0, 30:34, 10:40, 20:45] = True
+    full = plan_tiling(spatial, roi, (0.5,) * 3, 1)
+    thin = plan_tiling(spatial, roi, (0.5,) * 3, 1, mask, crop_to_mask=True)
+
+    def starts_of(tiling):
+        return {tuple(s.start for s in w.source) for w in tiling.windows}
+
+    assert starts_of(thin) <= starts_of(full)  # the windows never move
+    starts = [sorted({w.source[a].start for w in thin.windows}) for a in range(3)]
+    assert starts == [[24], [8, 24], [16, 32]]  # step 8: the latest start covering each gap
     covered = torch.zeros(spatial, dtype=torch.bool)
-    for window in tiling.windows:
+    for window in thin.windows:
         covered[window.source] = True
     assert covered[mask[0]].all()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_covering_starts_is_a_minimal_cover(seed):
+    rng = np.random.default_rng(seed)
+    roi = int(rng.integers(4, 20))
+    extent = int(rng.integers(roi, 120))
+    starts = axis_starts(extent, roi, float(rng.choice([0.0, 0.25, 0.5, 0.75])))
+    lo = int(rng.integers(0, extent))
+    box = (lo, int(rng.integers(lo + 1, extent + 1)))
+    chosen = covering_starts(starts, roi, box)
+    assert set(chosen) <= set(starts)
+    assert all(any(s <= v < s + roi for s in chosen) for v in range(*box))
+    fewest = next(  # brute force over subsets of the starts that touch the box
+        n
+        for n in range(1, len(starts) + 1)
+        for subset in itertools.combinations(starts, n)
+        if all(any(s <= v < s + roi for s in subset) for v in range(*box))
+    )
+    assert len(chosen) == fewest
 
 
 def test_crop_to_mask_box_grown_inside_image():

@@ -221,6 +221,20 @@ def test_compute_metrics_per_label_and_mean():
         compute_metrics(pred, ref[:-1], labels=[1])
 
 
+def test_compute_metrics_nested_regions():
+    """Sigmoid models: label c is scored as the region >= c (BraTS WT / TC / ET style)."""
+    ref = np.zeros((8, 20, 20), np.uint8)
+    ref[:, 2:18, 2:18] = 1  # 16x16 outer region
+    ref[:, 6:14, 6:14] = 2  # 8x8 inner region, inside label 1
+    pred = ref.copy()
+    pred[:, 6:14, 6:14] = 1  # inner region missed; the outer region is still whole
+    exclusive = compute_metrics(pred, ref, [1, 2], include_distances=False)
+    nested = compute_metrics(pred, ref, [1, 2], include_distances=False, nested=True)
+    assert nested["1"]["dice"] == 1.0  # >= 1 is the whole 16x16 square in both
+    assert exclusive["1"]["dice"] == pytest.approx(2 * 192 / (256 + 192))  # ring vs square
+    assert nested["2"]["dice"] == exclusive["2"]["dice"] == 0.0
+
+
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_real_brats_labels_match_monai():

@@ -197,3 +197,70 @@ def test_equals_monai_sliding_window_on_identity_geometry_at_model_spacing(tmp_p
     assert result.labels.shape == shape
     np.testing.assert_array_equal(result.labels, expected)
     assert len(np.unique(expected)) > 1  # the untrained net does not give one constant label
+
+
+@pytest.fixture(scope="module")
+def small_brain_package(tmp_path_factory):
+    """The brain model with a 16^3 patch (cheap windows, many per case)."""
+    manifest = brain_mri_manifest(FILTERS, patch_size=(16, 16, 16))
+    manifest["spacing_mm"] = [2.0, 2.0, 2.0]
+    return untrained_package(tmp_path_factory.mktemp("small-brain"), manifest)
+
+
+def _partial_foreground_case() -> tuple[list, list, tuple[slice, ...]]:
+    """T1c and FLAIR (z-score over non-zero voxels) that are non-zero only in a box:
+    (K, J, I) = (16, 32, 32) at the model's 2 mm on a canonical grid (model grid = input grid),
+    1 x 3 x 3 windows of 16^3, of which 1 x 2 x 2 hold the box (J and I voxels 5:15)."""
+    shape = (16, 32, 32)
+    box = (slice(3, 13), slice(5, 15), slice(5, 15))
+    rng = np.random.default_rng(7)
+    arrays = []
+    for _ in range(2):
+        image = np.zeros(shape, np.float32)
+        image[box] = rng.uniform(1.0, 100.0, (10, 10, 10))
+        arrays.append(image)
+    geometry = Geometry(np.diag([2.0, 2.0, 2.0, 1.0]), shape)
+    return [*arrays, None, None], [geometry, geometry, None, None], box
+
+
+def _segment_counting_windows(segmenter: Segmenter, arrays, geometries, **options):
+    totals = []
+    result = segmenter.segment(
+        arrays, geometries, progress=lambda done, total: totals.append(total), **options
+    )
+    assert len(set(totals)) == 1
+    return result, totals[0]
+
+
+def test_default_skipping_labels_the_foreground_as_a_full_run(small_brain_package):
+    arrays, geometries, box = _partial_foreground_case()
+    segmenter = Segmenter(small_brain_package, "cpu")  # instance norm: context matters
+    full_segmenter = Segmenter(small_brain_package, "cpu", skip_background=False)
+
+    skipped, skipped_windows = _segment_counting_windows(segmenter, arrays, geometries)
+    full, full_windows = _segment_counting_windows(full_segmenter, arrays, geometries)
+
+    assert (skipped_windows, full_windows) == (4, 9)
+    assert skipped.labels.shape == full.labels.shape == arrays[0].shape
+    np.testing.assert_array_equal(skipped.labels[box], full.labels[box])
+    assert len(np.unique(full.labels[box])) > 1  # not one constant label
+    assert not skipped.labels[:, 24:].any()  # no computed window reaches here: background
+
+
+def test_fast_runs_fewer_windows_on_the_same_grid(small_brain_package):
+    arrays, geometries, _ = _partial_foreground_case()
+    segmenter = Segmenter(small_brain_package, "cpu")
+
+    exact, exact_windows = _segment_counting_windows(segmenter, arrays, geometries)
+    fast, fast_windows = _segment_counting_windows(segmenter, arrays, geometries, fast=True)
+
+    assert fast_windows < exact_windows
+    assert fast_windows == 1  # the full tiling's window [0, 16) covers 5:15 on J and I
+    assert fast.labels.shape == exact.labels.shape == arrays[0].shape
+    assert fast.labels.dtype == exact.labels.dtype
+    assert fast.geometry.is_close(geometries[0], 1e-9)
+    assert not fast.labels[:, :, 16:].any()  # beyond that window: background
+    # The option is per call: the same segmenter is exact again afterwards.
+    again, again_windows = _segment_counting_windows(segmenter, arrays, geometries)
+    assert again_windows == exact_windows
+    np.testing.assert_array_equal(again.labels, exact.labels)

@@ -233,6 +233,23 @@ def test_gui_style_job_with_missing_optional_inputs_is_flagged(scene, brain_mode
     assert result.segmentationNode.GetAttribute("UNetSeg.MissingInputs") == "t1,t2"
 
 
+def test_fast_run_gives_a_segmentation_on_the_reference_grid(
+    scene, brain_model, brats_nodes, tmp_path
+):
+    match = matchInputs(brats_nodes, brain_model.inputs)
+    reference = match.assigned["t1c"]
+
+    result = SegmentationLogic(scene).process(brain_model, match.assigned, device="cpu", fast=True)
+
+    node = result.segmentationNode
+    assert node.GetScene() is scene
+    assert node.GetAttribute("UNetSeg.Model") == f"{brain_model.id}@{brain_model.version}"
+    assert node.GetSegmentation().GetNumberOfSegments() == len(brain_model.labels)
+    seg, labels = read_seg_nrrd(saveSegmentation(node, tmp_path / "fast.seg.nrrd"))
+    assert_geometry_is_the_volumes(seg, reference)
+    np.testing.assert_array_equal(labels, result.labels)
+
+
 def test_missing_required_input_raises_and_leaves_scene_unchanged(scene, brain_model, brats_nodes):
     match = matchInputs(brats_nodes, brain_model.inputs)
     logic = SegmentationLogic(scene)

@@ -293,7 +293,8 @@ def _boundWidgets() -> dict[str, ET.Element]:
 
 def test_every_parameter_is_bound_or_documented_internal():
     fields = _parameterFields()
-    assert {"modelId", "device", "overlap", "outputSegmentation", "replaceExisting"} <= set(fields)
+    expected = {"modelId", "device", "overlap", "fast", "outputSegmentation", "replaceExisting"}
+    assert expected <= set(fields)
     bound = _boundWidgets()
     internal = set(_internalParameters())
     assert not (set(bound) - set(fields)), "SlicerParameterName that is not a parameter"
@@ -334,6 +335,32 @@ def test_bound_widgets_fit_parameter_types():
         if not _widgetFitsType(widget, fields[name])
     }
     assert not misfits
+
+
+def test_advanced_options_sit_in_the_advanced_section():
+    """Device, overlap and the approximate "fast" mode are advanced options (collapsed by
+    default); "fast" is off unless the user ticks it."""
+    advanced = _uiWidgets(PANEL_UI)["advancedCollapsibleButton"]
+    inside = {w.get("name") for w in advanced.iter("widget")}
+    bound = _boundWidgets()
+    for parameter in ("device", "overlap", "fast"):
+        assert bound[parameter].get("name") in inside, f"{parameter} is not in Advanced"
+    fast = bound["fast"]
+    assert fast.findtext("property[@name='text']/string") == "Fast (approximate)"
+    assert "approximate" in (fast.findtext("property[@name='toolTip']/string") or "")
+    assert fast.find("property[@name='checked']") is None
+    assert _parameterDefaults()["fast"] == "False"
+
+
+def _parameterDefaults() -> dict[str, str]:
+    """Field name -> default value source of the ``@parameterNodeWrapper`` class."""
+    return {
+        node.target.id: ast.unparse(node.value)
+        for node in _parameterClass().body
+        if isinstance(node, ast.AnnAssign)
+        and isinstance(node.target, ast.Name)
+        and node.value is not None
+    }
 
 
 def test_panel_has_one_input_selector_per_slot():

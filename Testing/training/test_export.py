@@ -87,16 +87,10 @@ def test_exported_package_segments_and_evaluates(trained, tmp_path, capsys):
     labels = load_model_package(out).manifest["labels"]
     image = run_dir / "data" / "imagesTr" / "lung_0000.nii.gz"
 
+    assert load_model_package(out).manifest["inputs"][0]["name_patterns"]
     scene = newScene()
-    # The smoke model's input has no name patterns: name the file for it.
-    segmentFiles(
-        str(out),
-        [image],
-        tmp_path / "a.seg.nrrd",
-        device="cpu",
-        overrides={"ct": image},
-        scene=scene,
-    )
+    # No overrides: the exported input's name patterns pick "lung_0000.nii.gz".
+    segmentFiles(str(out), [image], tmp_path / "a.seg.nrrd", device="cpu", scene=scene)
     (node,) = scene.GetNodesByClass("vtkMRMLSegmentationNode")
     segmentation = node.GetSegmentation()
     names = [
@@ -115,8 +109,6 @@ def test_exported_package_segments_and_evaluates(trained, tmp_path, capsys):
                 str(out),
                 "--input",
                 str(image),
-                "--map",
-                f"ct={image}",
                 "--output",
                 str(written),
                 "--device",

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from Training.config import ConfigError, DataConfig, _build, load_config
+from Training.config import ConfigError, DataConfig, data_config_from_dict, load_config
 from Training.data import (
     BRAINMETSHARE_INPUTS,
     BRATS_2015_LABEL_PATTERN,
@@ -142,7 +142,7 @@ def _from_yaml(path: Path, part: str | None, work_dir: Path) -> EvaluationData:
         records = read_records(config.data, work_dir)
         return _select(records, config.data, f"training config {path}", part or default)
     section = raw.get("data", raw)
-    data = _build(DataConfig, section, "data")
+    data = data_config_from_dict(section)
     if data.root is not None and not Path(data.root).expanduser().is_absolute():
         data = dataclasses.replace(data, root=str(path.parent.absolute() / data.root))
     records = read_records(data, work_dir)

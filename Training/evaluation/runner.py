@@ -44,8 +44,7 @@ from Training.synth.writers import save_nifti
 from unetseg.engine.device import describe_device
 from unetseg.engine.geometry import Geometry
 from unetseg.engine.lesions import aggregate_lesion_detection, lesion_detection
-from unetseg.engine.metrics import DISTANCE_METRICS, OVERLAP_METRICS, binary_metrics
-from unetseg.engine.metrics import compute_metrics as engine_metrics
+from unetseg.engine.metrics import DISTANCE_METRICS, OVERLAP_METRICS, compute_metrics
 from unetseg.engine.package import ModelPackage
 from unetseg.engine.predict import Segmenter
 
@@ -76,14 +75,7 @@ def case_metrics(
 ) -> dict[str, dict[str, float]]:
     """``compute_metrics`` of one case; for ``nested`` (sigmoid) models label ``c`` is the
     region ``>= c`` of both maps. Arrays (K, J, I) or (J, I); spacing (I, J, K) mm."""
-    if not nested:
-        return engine_metrics(prediction, reference, values, spacing, distances)
-    per_label = {
-        str(v): binary_metrics(prediction >= v, reference >= v, spacing, distances) for v in values
-    }
-    names = next(iter(per_label.values())).keys()
-    mean = {name: float(np.mean([m[name] for m in per_label.values()])) for name in names}
-    return {**per_label, "mean": mean}
+    return compute_metrics(prediction, reference, values, spacing, distances, nested=nested)
 
 
 @dataclass

@@ -446,6 +446,7 @@ class Trainer:
             [value for value, _ in self.labels],
             case.spacing,
             include_distances=settings.distances,
+            nested=self.config.model["output"]["activation"] == "sigmoid",
         )
         loss_sum, count = self._patch_loss(case, index, settings.loss_patches)
         return case.case_id, metrics, loss_sum, count

@@ -183,6 +183,8 @@ def compute_metrics(
     labels: Sequence[int],
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     include_distances: bool = True,
+    *,
+    nested: bool = False,
 ) -> dict[str, dict[str, float]]:
     """Per-label metrics of a predicted label map against a reference label map, and their mean.
 
@@ -191,6 +193,9 @@ def compute_metrics(
         labels: the label values to evaluate (background is normally left out).
         spacing: voxel size in mm in (I, J, K) order (reversed relative to the array axes).
         include_distances: also compute ``hd95_mm`` and ``assd_mm`` (the slow part).
+        nested: score label ``c`` as the region ``>= c`` of both maps (sigmoid models whose
+            later labels lie inside earlier ones, e.g. BraTS whole tumour / core / enhancing)
+            instead of the voxels ``== c``.
 
     Returns:
         ``{"<label>": {metric: float}, ..., "mean": {metric: float}}`` with string keys (JSON
@@ -203,8 +208,14 @@ def compute_metrics(
         raise ValueError(f"prediction {pred.shape} and reference {ref.shape} differ in shape")
     if len(labels) == 0:
         raise ValueError("no labels to evaluate")
+
+    def region(labels_map: np.ndarray, label: int) -> np.ndarray:
+        return labels_map >= label if nested else labels_map == label
+
     per_label = {
-        str(int(label)): binary_metrics(pred == label, ref == label, spacing, include_distances)
+        str(int(label)): binary_metrics(
+            region(pred, label), region(ref, label), spacing, include_distances
+        )
         for label in labels
     }
     names = next(iter(per_label.values())).keys()

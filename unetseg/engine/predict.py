@@ -6,6 +6,7 @@ It touches no MRML: callers pass numpy arrays and geometries and get a label map
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -58,8 +59,8 @@ class Segmenter:
         device: "auto" (CUDA when available, else CPU), "cpu" or "cuda".
         overlap: window overlap; default the manifest's.
         mirror_axes: spatial axes (array order) for mirroring test-time augmentation.
-        skip_background: skip windows outside the body/head mask and tile only its bounding box
-            (voxels outside get background).
+        skip_background: skip the windows that hold no body/head voxel (voxels no window
+            covers get background). Exact: every other voxel is labelled as in a full run.
         cpu_bf16: allow bfloat16 on CPUs with native support (ignored elsewhere).
     """
 
@@ -96,6 +97,7 @@ class Segmenter:
         progress: Progress | None = None,
         cancel: CancelToken | None = None,
         overlap: float | None = None,
+        fast: bool = False,
     ) -> CaseSegmentation:
         """Segment one case.
 
@@ -106,6 +108,9 @@ class Segmenter:
             progress: `progress(done_windows, total_windows)`, called after every window batch.
             cancel: cancel token; cancelling raises `InferenceCancelled`.
             overlap: window overlap for this case; default `self.overlap`.
+            fast: also keep only the fewest windows that cover the body/head bounding box
+                and allow CPU bfloat16 where native. Approximate: voxels are blended from
+                fewer windows, so some can be labelled differently (BENCHMARKS.md).
 
         Raises:
             ValueError: invalid inputs (see `prepare_inputs`).
@@ -116,7 +121,7 @@ class Segmenter:
         start = time.perf_counter()
         case = prepare_inputs(arrays, geometries, self.package.manifest)
         prepared = time.perf_counter()
-        labels = self._infer(case, overlap, progress, cancel)
+        labels = self._infer(case, overlap, fast, progress, cancel)
         inferred = time.perf_counter()
         restored = case.restore_labels(labels)
         done = time.perf_counter()
@@ -136,15 +141,17 @@ class Segmenter:
         self,
         case: PreparedCase,
         overlap: float,
+        fast: bool,
         progress: Progress | None,
         cancel: CancelToken | None,
     ) -> np.ndarray:
         image = torch.from_numpy(case.image).unsqueeze(0)
         mask = None
-        if self.skip_background and case.foreground_mask is not None:
+        if (self.skip_background or fast) and case.foreground_mask is not None:
             mask = torch.from_numpy(case.foreground_mask)
+        run = functools.partial(self._run, image, mask, overlap, fast=fast)
         try:
-            labels = self._run(image, mask, overlap, self.device, progress, cancel)
+            labels = run(self.device, progress, cancel)
         except torch.cuda.OutOfMemoryError:
             if self.device.type != "cuda":
                 raise SegmentationError(_OUT_OF_MEMORY) from None
@@ -152,7 +159,7 @@ class Segmenter:
             torch.cuda.empty_cache()
             self.network.to("cpu")
             try:
-                labels = self._run(image, mask, overlap, torch.device("cpu"), progress, cancel)
+                labels = run(torch.device("cpu"), progress, cancel)
             finally:
                 self.network.to(self.device)
         except MemoryError:
@@ -167,6 +174,8 @@ class Segmenter:
         device: torch.device,
         progress: Progress | None,
         cancel: CancelToken | None,
+        *,
+        fast: bool,
     ) -> torch.Tensor:
         return sliding_window_inference(
             image,
@@ -174,7 +183,7 @@ class Segmenter:
             self.network,
             overlap=overlap,
             foreground_mask=mask,
-            crop_to_foreground=mask is not None,
+            crop_to_foreground=fast and mask is not None,
             mirror_axes=self.mirror_axes,
             output="labels",
             activation=self.package.activation,
@@ -182,7 +191,7 @@ class Segmenter:
             progress=progress,
             cancel=cancel,
             device=device,
-            cpu_bf16=self.cpu_bf16,
+            cpu_bf16=self.cpu_bf16 or fast,
         )
 
 

@@ -70,6 +70,7 @@ class SegmentationModuleLogic(ScriptedLoadableModuleLogic):
         replaceModelSegments: bool = False,
         device: str = "auto",
         overlap: float | None = None,
+        fast: bool = False,
         progress: Callable[[int, int], None] | None = None,
         cancelToken: CancelToken | None = None,
         waitForCompletion: bool = True,
@@ -87,6 +88,7 @@ class SegmentationModuleLogic(ScriptedLoadableModuleLogic):
             replaceModelSegments: allow replacing this model's segments in it.
             device: "auto", "cpu" or "cuda".
             overlap: sliding-window overlap; None uses the model's.
+            fast: faster but approximate (fewest windows covering the body/head box, CPU bf16).
             progress: ``progress(doneWindows, totalWindows)``, called from the engine thread.
             cancelToken: ``unetseg.engine.inference.CancelToken`` to stop a blocking run.
             waitForCompletion: True returns a ``SegmentationResult``; False a started
@@ -111,6 +113,7 @@ class SegmentationModuleLogic(ScriptedLoadableModuleLogic):
             replaceModelSegments=replaceModelSegments,
             device=device,
             overlap=overlap,
+            fast=fast,
             progress=progress,
             cancelToken=cancelToken,
             waitForCompletion=waitForCompletion,

@@ -409,6 +409,7 @@ class SegmentationModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
                 replaceModelSegments=parameters.replaceExisting,
                 device=parameters.device,
                 overlap=parameters.overlap,
+                fast=parameters.fast,
                 waitForCompletion=False,
             )
         self._discardResult = False

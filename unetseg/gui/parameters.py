@@ -27,6 +27,8 @@ class SegmentationParameterNode:
     modelId: id of the selected model package (highest installed version is used).
     device: "auto" (GPU when usable), "cpu" or "cuda".
     overlap: sliding-window overlap; set to the model's default when a model is chosen.
+    fast: approximate but faster inference (fewest windows covering the body/head box, CPU
+        bfloat16).
     input0, input1, input2, input3: volumes for the model's inputs, in manifest order; slots
         beyond the model's inputs are hidden and empty.
     outputSegmentation: segmentation to write into; None creates a new one.
@@ -36,6 +38,7 @@ class SegmentationParameterNode:
     modelId: str = ""
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
     overlap: Annotated[float, WithinRange(0.0, 0.95)] = 0.5
+    fast: bool = False
     input0: vtkMRMLScalarVolumeNode
     input1: vtkMRMLScalarVolumeNode
     input2: vtkMRMLScalarVolumeNode

@@ -16,38 +16,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from unetseg.engine.geometry import Geometry
+from unetseg.samples import (
+    BRAIN,
+    altered_label,
+    lung_labels,
+    sct,
+    untrained_manifest,
+    untrained_package,
+)
 
 if TYPE_CHECKING:
     from unetseg.engine.package import ModelPackage
 
-
-def _code(value: str, meaning: str) -> dict[str, str]:
-    return {"scheme": "SCT", "value": value, "meaning": meaning}
-
-
-_ALTERED = _code("49755003", "Morphologically Altered Structure")
-_ANATOMICAL = _code("123037004", "Anatomical Structure")
-_BRAIN = _code("12738006", "Brain")
-_LUNG = _code("39607008", "Lung")
-
-
-def _lungLabels() -> list[dict[str, Any]]:
-    return [
-        {
-            "value": value,
-            "name": f"{side} lung",
-            "color": color,
-            "terminology": {
-                "category": _ANATOMICAL,
-                "type": _LUNG,
-                "type_modifier": _code(code, side),
-            },
-        }
-        for value, side, code, color in (
-            (1, "Right", "24028007", [128, 174, 128]),
-            (2, "Left", "7771000", [241, 214, 145]),
-        )
-    ]
+_LUNG_COLORS = ([128, 174, 128], [241, 214, 145])
 
 
 def _input(name: str, title: str, required: bool, normalization: dict[str, Any]) -> dict[str, Any]:
@@ -83,51 +64,26 @@ class SampleModel:
 
     def manifest(self) -> dict[str, Any]:
         """A valid manifest with a tiny 2-level network (weights entry filled in on saving)."""
-        patch = [16, 16, 16] if self.spatialDims == 3 else [32, 32, 1]
-        return {
-            "schema_version": 1,
-            "id": self.id,
-            "title": self.title,
-            "version": "0.0.1",
-            "license": "Apache-2.0",
-            "description": "Freshly initialised network for the module self-test (untrained).",
-            "intended_use": "Software testing only: untrained, its output is meaningless.",
-            "modality": self.modality,
-            "spatial_dims": self.spatialDims,
-            "inputs": [dict(entry) for entry in self.inputs],
-            "spacing_mm": [2.0, 2.0, 2.0],
-            "patch_size": patch,
-            "overlap": 0.25,
-            "output": {"activation": "softmax"},
-            "labels": [dict(entry) for entry in self.labels],
-            "lesion_analysis": self.lesionAnalysis,
-            "network": {
-                "spatial_dims": self.spatialDims,
-                "in_channels": len(self.inputs),
-                "out_channels": len(self.labels) + 1,
-                "filters": [4, 8],
-                "norm": "instance",
-                "dropout": 0.0,
-                "residual": False,
-                "squeeze_excitation": False,
-                "deep_supervision": False,
-                "upsample": "transpose",
-            },
-            "weights": {"file": "weights.safetensors", "sha256": "0" * 64},
-        }
+        manifest = untrained_manifest(
+            self.id,
+            self.title,
+            self.modality,
+            self.inputs,
+            self.labels,
+            spatial_dims=self.spatialDims,
+            spacing_mm=(2.0, 2.0, 2.0),
+            patch_size=(16, 16, 16) if self.spatialDims == 3 else (32, 32, 1),
+            filters=(4, 8),
+            purpose="the module self-test",
+            residual=False,
+            overlap=0.25,
+            lesion_analysis=self.lesionAnalysis,
+        )
+        return {**manifest, "weights": {"file": "weights.safetensors", "sha256": "0" * 64}}
 
     def write(self, folder: str | os.PathLike[str]) -> ModelPackage:
         """Save the package (seeded random weights) in ``folder`` and return it."""
-        import torch
-
-        from unetseg.engine.network import UNet
-        from unetseg.engine.package import save_model_package
-
-        manifest = self.manifest()
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            network = UNet(**manifest["network"])
-        return save_model_package(folder, manifest, network, overwrite=True)
+        return untrained_package(folder, self.manifest())
 
     def phantom(self, seed: int = 0) -> tuple[np.ndarray, Geometry]:
         """A noisy ellipsoid (an ellipse for 2D models) as float32 ``(K, J, I)`` plus its
@@ -156,26 +112,8 @@ BRAIN_METASTASES_SAMPLE = SampleModel(
         )
     ),
     labels=(
-        {
-            "value": 1,
-            "name": "Metastasis",
-            "color": [230, 80, 60],
-            "terminology": {
-                "category": _ALTERED,
-                "type": _code("14799000", "Neoplasm, Secondary"),
-                "anatomic_region": _BRAIN,
-            },
-        },
-        {
-            "value": 2,
-            "name": "Edema",
-            "color": [0, 151, 206],
-            "terminology": {
-                "category": _ALTERED,
-                "type": _code("79654002", "Edema"),
-                "anatomic_region": _BRAIN,
-            },
-        },
+        altered_label(1, "Metastasis", [230, 80, 60], ("14799000", "Neoplasm, Secondary"), BRAIN),
+        altered_label(2, "Edema", [0, 151, 206], ("79654002", "Edema"), BRAIN),
     ),
     lesionAnalysis=True,
     background=0.0,
@@ -188,7 +126,7 @@ LUNG_CT_SAMPLE = SampleModel(
     modality="CT",
     spatialDims=3,
     inputs=(_input("ct", "CT", True, {"method": "ct_window", "center": -600, "width": 1500}),),
-    labels=tuple(_lungLabels()),
+    labels=tuple(lung_labels(*_LUNG_COLORS)),
     lesionAnalysis=False,
     background=40.0,
     foreground=-850.0,
@@ -204,7 +142,7 @@ CHEST_XRAY_SAMPLE = SampleModel(
             "cxr", "Chest X-ray", True, {"method": "percentile_minmax", "lower": 0.5, "upper": 99.5}
         ),
     ),
-    labels=tuple(_lungLabels()),
+    labels=tuple(lung_labels(*_LUNG_COLORS)),
     lesionAnalysis=False,
     background=3000.0,
     foreground=800.0,
@@ -217,22 +155,16 @@ OVARIAN_CT_SAMPLE = SampleModel(
     spatialDims=3,
     inputs=(_input("ct", "CT", True, {"method": "ct_window", "center": 40, "width": 400}),),
     labels=(
-        {
-            "value": 1,
-            "name": "Primary tumour",
-            "color": [216, 101, 79],
-            "terminology": {
-                "category": _ALTERED,
-                "type": _code("86049000", "Neoplasm, Primary"),
-                "anatomic_region": _code("15497006", "Ovary"),
-            },
-        },
-        {
-            "value": 2,
-            "name": "Metastatic disease",
-            "color": [144, 238, 144],
-            "terminology": {"category": _ALTERED, "type": _code("14799000", "Neoplasm, Secondary")},
-        },
+        altered_label(
+            1,
+            "Primary tumour",
+            [216, 101, 79],
+            ("86049000", "Neoplasm, Primary"),
+            sct("15497006", "Ovary"),
+        ),
+        altered_label(
+            2, "Metastatic disease", [144, 238, 144], ("14799000", "Neoplasm, Secondary")
+        ),
     ),
     lesionAnalysis=True,
     background=-100.0,

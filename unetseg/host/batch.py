@@ -160,6 +160,7 @@ def segmentFiles(
     summary: str | Path | None = None,
     device: str = "auto",
     overlap: float | None = None,
+    fast: bool = False,
     overrides: Mapping[str, str | Path] | None = None,
     scene=None,
 ) -> dict[str, Any]:
@@ -172,15 +173,17 @@ def segmentFiles(
         output: ``.seg.nrrd`` path.
         dicomSeg: also write a DICOM SEG here (the reference input must be a DICOM series).
         summary: also write the returned summary as JSON here.
+        fast: faster but approximate (see ``SegmentationLogic.process``).
         overrides: input name -> file path, or SeriesDescription / SeriesInstanceUID of one
             input series; taken before automatic matching.
         scene: scene to use (default: the app's, or a new headless one).
 
     Returns:
         Summary: model, matched inputs (``{"path", "matched": "auto"|"map"}`` plus the series
-        description and UID for DICOM), unused inputs, missing optional inputs, timings per
-        stage in s ("discover", "load", the logic's stages, "save", "dicom_seg" when written,
-        "total" wall time), per-segment volumes and lesion table (``statistics``), output paths.
+        description and UID for DICOM), unused inputs, missing optional inputs, the device,
+        ``fast``, timings per stage in s ("discover", "load", the logic's stages, "save",
+        "dicom_seg" when written, "total" wall time), per-segment volumes and lesion table
+        (``statistics``), output paths.
 
     Raises:
         ValueError, FileNotFoundError, OSError: bad arguments or unreadable inputs, with a
@@ -218,7 +221,9 @@ def segmentFiles(
     }
     loaded = time.perf_counter()
 
-    result = SegmentationLogic(scene).process(package, nodes, device=device, overlap=overlap)
+    result = SegmentationLogic(scene).process(
+        package, nodes, device=device, overlap=overlap, fast=fast
+    )
     assert isinstance(result, SegmentationResult)
     timings = {"discover": discovered - started, "load": loaded - discovered}
     timings.update((k, v) for k, v in result.timings.items() if k != "total")
@@ -241,6 +246,7 @@ def segmentFiles(
         "unused_inputs": [s.describe() for s in sources if id(s) not in used],
         "missing_optional_inputs": result.missingOptionalInputs,
         "device": result.device,
+        "fast": fast,
         "timings_s": timings,
         "statistics": result.statistics,
         "outputs": written,

@@ -158,6 +158,7 @@ class SegmentationLogic:
         replaceModelSegments: bool = False,
         device: str = "auto",
         overlap: float | None = None,
+        fast: bool = False,
         progress: Progress | None = None,
         cancelToken: CancelToken | None = None,
         waitForCompletion: bool = True,
@@ -175,6 +176,7 @@ class SegmentationLogic:
                 then only this model's segments are replaced (others are kept).
             device: "auto", "cpu" or "cuda".
             overlap: sliding-window overlap in [0, 1); default the model's.
+            fast: faster but approximate (fewest windows covering the body/head box, CPU bf16).
             progress: ``progress(doneWindows, totalWindows)``, called from the engine thread.
             cancelToken: cancels the run from another thread (``SegmentationJob.cancel()``
                 sets the same token).
@@ -213,7 +215,7 @@ class SegmentationLogic:
             segmenter = self.segmenter(model, device)
             timings = {"read": readSeconds, "model": time.perf_counter() - loadStarted}
             case = segmenter.segment(
-                arrays, geometries, progress=forward, cancel=cancel, overlap=overlap
+                arrays, geometries, progress=forward, cancel=cancel, overlap=overlap, fast=fast
             )
             timings.update(case.timings)
             statisticsStarted = time.perf_counter()

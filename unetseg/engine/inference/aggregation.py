@@ -6,7 +6,8 @@ axis 0. When a window starts at row `r` of axis 0, no later window of that item 
 activation (or turned into labels) and written to the result, and the rolling band of
 in-progress rows moves forward. So the weight sum only ever exists for one band of
 `roi[0]` rows, and for label output the float values do too: no full-size float buffer is
-allocated. All buffers are float32.
+allocated. All buffers are float32. Labels need no weight sum at all when the decision does
+not depend on the positive scale of the sums (softmax argmax; sigmoid at threshold 0.5).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .finalize import finalise_labels_, finalise_probabilities_
+from .finalize import finalise_labels_, finalise_probabilities_, labels_need_weights
 
 #: Finalise at most this many float32 values per step (bounds the temporaries: 32 MiB).
 _CHUNK_VALUES = 2**23
@@ -62,7 +63,9 @@ class Accumulator:
         self._importance = importance.to(device, torch.float32)
         plane = tuple(spatial[1:])
         self._chunk_rows = max(1, _CHUNK_VALUES // (channels * math.prod(plane)))
-        self._weights = torch.zeros((band_rows, *plane), dtype=torch.float32, device=device)
+        self._weights: torch.Tensor | None = None
+        if output != "labels" or labels_need_weights(activation, threshold):
+            self._weights = torch.zeros((band_rows, *plane), dtype=torch.float32, device=device)
         self._values: torch.Tensor | None = None
         if output == "labels":
             self.result = torch.empty((items, *spatial), dtype=label_dtype, device=device)
@@ -83,7 +86,8 @@ class Accumulator:
         if source[0].start > self._origin:
             self._finalise_until(source[0].start)
         band = (slice(source[0].start - self._origin, source[0].stop - self._origin), *source[1:])
-        self._weights[band].add_(self._importance)
+        if self._weights is not None:
+            self._weights[band].add_(self._importance)
         if self._values is None:
             values = self.result[(item, slice(None), *source)]
         else:
@@ -99,7 +103,8 @@ class Accumulator:
         """Move every buffer to `device` (used to fall back to CPU when the GPU is full)."""
         with torch.inference_mode(False):
             self.result = self.result.to(device)
-            self._weights = self._weights.to(device)
+            if self._weights is not None:
+                self._weights = self._weights.to(device)
             self._importance = self._importance.to(device)
             if self._values is not None:
                 self._values = self._values.to(device)
@@ -107,8 +112,8 @@ class Accumulator:
 
     def release(self) -> None:
         """Drop every buffer (after cancellation or an error)."""
-        self.result = self._weights = self._importance = torch.empty(0)
-        self._values = None
+        self.result = self._importance = torch.empty(0)
+        self._weights = self._values = None
 
     def _start_item(self, item: int) -> None:
         if self._item >= 0:
@@ -129,7 +134,7 @@ class Accumulator:
 
     def _emit(self, start: int, stop: int) -> None:
         band = slice(start - self._origin, stop - self._origin)
-        weights = self._weights[band]
+        weights = None if self._weights is None else self._weights[band]
         if self._values is None:
             values = self.result[self._item, :, start:stop]
             finalise_probabilities_(values, weights, self._activation)
@@ -152,7 +157,7 @@ class Accumulator:
 
     def _shift(self, rows: int) -> None:
         """Move band rows [rows, end) to the front and zero the rest."""
-        buffers = [(self._weights, 0)]
+        buffers = [] if self._weights is None else [(self._weights, 0)]
         if self._values is not None:
             buffers.append((self._values, 1))
         keep = self._band_rows - rows

@@ -8,6 +8,8 @@ Channel loops replace `torch.argmax`/`amax` over dim 0, which are ~10x slower on
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 ACTIVATIONS = ("softmax", "sigmoid", None)
@@ -56,32 +58,44 @@ def finalise_probabilities_(
             values[0].masked_fill_(uncovered, 1.0)
 
 
+def labels_need_weights(activation: str | None, threshold: float) -> bool:
+    """Whether label output needs the weight sum: only sigmoid at a threshold other than 0.5.
+
+    The blended logits are `values / weights` with `weights > 0` where covered, so the softmax
+    argmax and the sign of a logit are those of the weighted sums themselves, and voxels no
+    window covered (all sums 0) come out as label 0 by the same rules.
+    """
+    return activation == "sigmoid" and threshold != 0.5
+
+
 def finalise_labels_(
     values: torch.Tensor,
-    weights: torch.Tensor,
+    weights: torch.Tensor | None,
     activation: str | None,
     threshold: float,
     out: torch.Tensor,
 ) -> None:
-    """Write the label map of a slab into `out (*s)` (integer dtype).
+    """Write the label map of a slab into `out (*s)` (integer dtype); `values` is clobbered.
 
     "sigmoid": channel c - 1 above `threshold` gives label c, later channels overwrite earlier
-    ones (nested regions). Otherwise ("softmax"): argmax of the averaged logits, which is the
-    argmax of the probabilities (ties go to the lower class).
+    ones (nested regions): `sigmoid(v / w) > t` is tested as `v > logit(t) * w`. Otherwise
+    ("softmax"): argmax of the weighted logit sums, which is the argmax of the probabilities
+    (ties go to the lower class). `weights` may be None where `labels_need_weights` is False.
+    Uncovered voxels (weight 0, sums 0) get label 0.
     """
-    uncovered = normalise_(values, weights)
     target = out if out.dtype in _FILLABLE else torch.empty_like(out, dtype=torch.int32)
     target.zero_()
     if activation == "sigmoid":
-        values.sigmoid_()
+        if labels_need_weights(activation, threshold):  # 0 < threshold < 1 (checked earlier)
+            limit = weights * math.log(threshold / (1.0 - threshold))
+        else:
+            limit = torch.zeros((), dtype=values.dtype, device=values.device)
         for label in range(1, values.shape[0] + 1):
-            target.masked_fill_(values[label - 1] > threshold, label)
+            target.masked_fill_(values[label - 1] > limit, label)
     else:
         best = values[0].clone()
         for label in range(1, values.shape[0]):
             target.masked_fill_(values[label] > best, label)
             torch.maximum(best, values[label], out=best)
-    if uncovered is not None:
-        target.masked_fill_(uncovered, 0)
     if target is not out:
         out.copy_(target)

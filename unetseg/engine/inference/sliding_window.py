@@ -75,10 +75,11 @@ def sliding_window_inference(
             Without `crop_to_foreground`, voxels inside the mask get exactly the unmasked
             result. If no window holds foreground, the predictor still runs once (first
             window) to learn C_out.
-        crop_to_foreground: also place the windows (MONAI-style) inside the mask's bounding
-            box grown to at least `roi_size`, instead of over the whole image.
-            Faster, but the windows move, so the result is not exact: networks whose output
-            depends on the window's context (instance norm) can label differently.
+        crop_to_foreground: also thin the tiling: along each axis keep only the fewest
+            windows of the full tiling that cover the mask's bounding box. Windows never
+            move (each predicts exactly as in the full run) but fewer overlap, so voxels
+            are blended from fewer windows: faster, approximate (labels can change where
+            the network's windows disagree; see BENCHMARKS.md).
         mirror_axes: spatial axes (array order) for mirroring test-time augmentation: logits
             are averaged over all flip combinations (2**len(axes) forward passes per window).
         output: "probabilities": `(N, C_out, *spatial)` float32 after `activation`
@@ -106,6 +107,8 @@ def sliding_window_inference(
     roi = tuple(int(r) for r in roi_size)
     overlaps = _per_axis(overlap, len(spatial), "overlap")
     _check_arguments(image, roi, overlaps, sw_batch_size, padding_mode, output, activation)
+    if output == "labels" and activation == "sigmoid" and not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     if mirror_axes:
         predictor = mirrored(predictor, mirror_axes, len(spatial))
     mask = _prepare_mask(foreground_mask, image.shape)

@@ -80,14 +80,17 @@ def mask_bounding_box(mask: torch.Tensor) -> tuple[tuple[int, int], ...] | None:
     return tuple(box)
 
 
-def _region(box: tuple[int, int], extent: int, roi: int, before: int) -> tuple[int, int]:
-    """Box `[start, stop)` in image coordinates -> region of padded coordinates, grown
-    symmetrically to at least `roi` and kept inside the padded extent `extent`."""
-    lo, hi = box[0] + before, box[1] + before
-    if hi - lo < roi:
-        lo = min(max(lo - (roi - (hi - lo)) // 2, 0), extent - roi)
-        hi = lo + roi
-    return lo, hi
+def covering_starts(starts: Sequence[int], roi: int, box: tuple[int, int]) -> list[int]:
+    """The fewest of `starts` (sorted window starts of one axis, consecutive starts at most
+    `roi` apart, covering the axis) whose windows together cover `[box[0], box[1])`: greedy,
+    each time the latest start that still covers the first uncovered voxel."""
+    chosen: list[int] = []
+    position = box[0]
+    while position < box[1]:
+        start = max(s for s in starts if s <= position)
+        chosen.append(start)
+        position = start + roi
+    return chosen
 
 
 def plan_tiling(
@@ -107,28 +110,26 @@ def plan_tiling(
         items: batch size N.
         mask: optional bool foreground mask `(items, *spatial)` on the CPU. Windows whose
             image region holds no foreground are dropped.
-        crop_to_mask: place the windows (MONAI-style) inside each item's mask bounding box,
-            grown to at least `roi`, instead of over the whole image.
+        crop_to_mask: keep, along each axis, only the fewest windows of the full tiling that
+            cover the mask's bounding box (`covering_starts`). The windows do not move, so each
+            one sees exactly what it sees in the full tiling; fewer of them overlap.
     """
     pad = monai_padding(spatial, roi)
     padded = [s + b + a for s, (b, a) in zip(spatial, pad, strict=True)]
     crop = tuple(slice(b, b + min(s, r)) for s, r, (b, _) in zip(spatial, roi, pad, strict=True))
-    full = tuple((0, p) for p in padded)
 
+    grid = [axis_starts(p, r, o) for p, r, o in zip(padded, roi, overlap, strict=True)]
     windows: list[Window] = []
     for item in range(items):
-        regions: Sequence[tuple[int, int]] = full
+        per_axis = grid
         if mask is not None and crop_to_mask:
             box = mask_bounding_box(mask[item])
             if box is None:
                 continue
-            regions = [
-                _region(bx, p, r, b) for bx, p, r, (b, _) in zip(box, padded, roi, pad, strict=True)
+            per_axis = [
+                covering_starts(starts, r, (lo + b, hi + b))
+                for starts, r, (lo, hi), (b, _) in zip(grid, roi, box, pad, strict=True)
             ]
-        per_axis = [
-            [lo + s for s in axis_starts(hi - lo, r, o)]
-            for (lo, hi), r, o in zip(regions, roi, overlap, strict=True)
-        ]
         for starts in itertools.product(*per_axis):
             source = tuple(
                 slice(max(s - b, 0), min(s - b + r, size))
