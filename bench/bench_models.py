@@ -8,8 +8,9 @@ One network per benchmark case and network kind (`--network monai|unetseg`, see
 - "brain": inputs flair, t1, t1c, t2 (BraTS order, as the benchmark loads the real case),
   each z-scored inside its non-zero voxels; labels 1 core, 2 oedema, 3 enhancing, from
   `Training.synth.brain_mri_case(layout="brats")`;
-- "ct": one CT input in HU, windowed with `CT_WINDOW` to [0, 1]; labels 1 right lung,
-  2 left lung, from `Training.synth.lung_ct_case` on the benchmark's own grid (512 x 512 x
+- "ct": one CT input in HU, windowed with `CT_WINDOW` to [0, 1]; label 1 lungs (both:
+  telling left from right needs the midline in view, which a 128^3 window of 0.8 mm voxels
+  often lacks), from `Training.synth.lung_ct_case` on the benchmark's own grid (512 x 512 x
   300 voxels of 0.8 x 0.8 x 1.0 mm, anatomy at real size), arrays flipped to the DICOM/LPS
   layout (I towards the patient's left, J posterior). `ct_bench_image` is a further case of
   the same generator (a seed no training case uses): the benchmark's CT.
@@ -116,7 +117,8 @@ def _ct_phantom(
     case = lung_ct_case(rng, size, spacing, canonical=True)
     lps = (slice(None), slice(None, None, -1), slice(None, None, -1))  # (K, J, I): flip J, I
     image = ct_input(case.images["ct"][lps][None])
-    return np.ascontiguousarray(image), np.ascontiguousarray(case.label[lps])
+    lungs = (case.label[lps] > 0).astype(np.uint8)
+    return np.ascontiguousarray(image), lungs
 
 
 TASKS = {
@@ -135,7 +137,7 @@ TASKS = {
         "flipped to LPS arrays)",
         inputs=(("ct", "CT"),),
         normalization=CT_NORMALIZATION,
-        labels=(("right lung", (128, 174, 128)), ("left lung", (197, 165, 145))),
+        labels=(("lungs", (197, 165, 145)),),
         modality="CT",
         spacing_mm=CT_SPACING,
         sizes=(CT_SHAPE,),
