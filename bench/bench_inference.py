@@ -51,6 +51,7 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 import bench_models  # noqa: E402
 from bench_models import BRAIN_SEQUENCES, CT_WINDOW, brain_input, ct_input  # noqa: E402
 from phantoms import BRAIN_BACKGROUND_SHARE, brain_phantom  # noqa: E402
+from report import publish  # noqa: E402
 
 from unetseg.engine import device as device_info  # noqa: E402
 from unetseg.engine.inference import plan_tiling, sliding_window_inference  # noqa: E402
@@ -317,12 +318,12 @@ def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> list[dict]:
     labels = {v: np.load(workdir / f"{case.name}-{v}.npy", mmap_mode="r") for v in args.variants}
     rows[0]["agreement"] = f"labels = ours on {np.mean(labels['monai'] == labels['ours']):.4%}"
     rows[1]["agreement"] = "reference"
-    image = load_image(case, args.models)
-    mask = (ct_body_mask if case.network == "ct" else brain_mask)(image)
+    mask = (ct_body_mask if case.network == "ct" else brain_mask)(load_image(case, args.models))
+    reference = np.asarray(labels["ours"])
     for row in rows[2:]:
         variant = np.asarray(labels[row["variant"]])
-        whole = dice_per_class(variant, labels["ours"], case.out_channels)
-        inside = dice_per_class(variant[mask], np.asarray(labels["ours"])[mask], case.out_channels)
+        whole = dice_per_class(variant, reference, case.out_channels)
+        inside = dice_per_class(variant[mask], reference[mask], case.out_channels)
         row["agreement"] = (
             "Dice " + ", ".join(f"{d:.4f}" for d in whole)
             + "; inside the mask " + ", ".join(f"{d:.4f}" for d in inside)
@@ -408,14 +409,6 @@ def _monai_version() -> str:
     return monai.__version__
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the "## Inference" section of `path` (or append it)."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(r"^## Inference\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text + section
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -463,11 +456,7 @@ def main() -> None:
             ensure_image(case, args.models)
             rows += run_case(case, args, Path(tmp))
     section = markdown(rows, args, sources, packages)
-    print(section)
-    output = args.output or (None if args.quick else REPO / "BENCHMARKS.md")
-    if output is not None:
-        write_section(output, section)
-        print(f"written to {output}", file=sys.stderr)
+    publish(section, args.output, args.quick)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ import datetime
 import json
 import math
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -49,7 +48,9 @@ import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
+
+from report import publish  # noqa: E402
 
 from Training.config import config_from_dict  # noqa: E402
 from unetseg.engine import device as device_info  # noqa: E402
@@ -344,17 +345,6 @@ def markdown(results: dict[str, dict], args: argparse.Namespace, load: list[floa
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the "## Training throughput" section of ``path`` (or append it)."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(rf"^## {SECTION}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip("\n") + "\n\n", text).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=8)
@@ -400,11 +390,7 @@ def main() -> None:
     results = {kind: windows(kind_runs, args) for kind, kind_runs in runs.items()}
     load.append(os.getloadavg()[0])
     section = markdown(results, args, load)
-    print(section)
-    output = args.output or (None if args.quick else REPO / "BENCHMARKS.md")
-    if output is not None:
-        write_section(output, section)
-        print(f"written to {output}", file=sys.stderr)
+    publish(section, args.output, args.quick)
 
 
 if __name__ == "__main__":

@@ -202,6 +202,8 @@ def test_identity_predictor_does_not_modify_image():
         ({"crop_to_foreground": True}, "foreground_mask"),
         ({"amp": "bf16"}, "amp"),
         ({"sw_batch_size": 0}, "sw_batch_size"),
+        ({"output": "labels", "activation": "sigmoid", "threshold": 1.0}, "threshold"),
+        ({"output": "labels", "activation": "sigmoid", "threshold": 0.0}, "threshold"),
     ],
 )
 def test_invalid_arguments(kwargs, match):

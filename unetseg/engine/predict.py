@@ -149,9 +149,11 @@ class Segmenter:
         mask = None
         if (self.skip_background or fast) and case.foreground_mask is not None:
             mask = torch.from_numpy(case.foreground_mask)
-        run = functools.partial(self._run, image, mask, overlap, fast=fast)
+        run = functools.partial(
+            self._run, image, mask, overlap, progress=progress, cancel=cancel, fast=fast
+        )
         try:
-            labels = run(self.device, progress, cancel)
+            labels = run(self.device)
         except torch.cuda.OutOfMemoryError:
             if self.device.type != "cuda":
                 raise SegmentationError(_OUT_OF_MEMORY) from None
@@ -159,7 +161,7 @@ class Segmenter:
             torch.cuda.empty_cache()
             self.network.to("cpu")
             try:
-                labels = run(torch.device("cpu"), progress, cancel)
+                labels = run(torch.device("cpu"))
             finally:
                 self.network.to(self.device)
         except MemoryError:

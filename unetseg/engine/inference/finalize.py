@@ -75,7 +75,7 @@ def finalise_labels_(
     threshold: float,
     out: torch.Tensor,
 ) -> None:
-    """Write the label map of a slab into `out (*s)` (integer dtype); `values` is clobbered.
+    """Write the label map of a slab into `out (*s)` (integer dtype).
 
     "sigmoid": channel c - 1 above `threshold` gives label c, later channels overwrite earlier
     ones (nested regions): `sigmoid(v / w) > t` is tested as `v > logit(t) * w`. Otherwise
@@ -86,10 +86,9 @@ def finalise_labels_(
     target = out if out.dtype in _FILLABLE else torch.empty_like(out, dtype=torch.int32)
     target.zero_()
     if activation == "sigmoid":
+        limit: torch.Tensor | float = 0.0  # logit(0.5)
         if labels_need_weights(activation, threshold):  # 0 < threshold < 1 (checked earlier)
             limit = weights * math.log(threshold / (1.0 - threshold))
-        else:
-            limit = torch.zeros((), dtype=values.dtype, device=values.device)
         for label in range(1, values.shape[0] + 1):
             target.masked_fill_(values[label - 1] > limit, label)
     else:

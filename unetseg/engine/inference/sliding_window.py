@@ -106,9 +106,9 @@ def sliding_window_inference(
     spatial = tuple(int(s) for s in image.shape[2:])
     roi = tuple(int(r) for r in roi_size)
     overlaps = _per_axis(overlap, len(spatial), "overlap")
-    _check_arguments(image, roi, overlaps, sw_batch_size, padding_mode, output, activation)
-    if output == "labels" and activation == "sigmoid" and not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    _check_arguments(
+        image, roi, overlaps, sw_batch_size, padding_mode, output, activation, threshold
+    )
     if mirror_axes:
         predictor = mirrored(predictor, mirror_axes, len(spatial))
     mask = _prepare_mask(foreground_mask, image.shape)
@@ -198,6 +198,7 @@ def _check_arguments(
     padding_mode: str,
     output: str,
     activation: str | None,
+    threshold: float,
 ) -> None:
     if not isinstance(image, torch.Tensor) or image.ndim not in (4, 5):
         raise ValueError("image must be a (N, C, J, I) or (N, C, K, J, I) tensor")
@@ -215,6 +216,8 @@ def _check_arguments(
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
     if output == "labels" and activation is None:
         raise ValueError("output='labels' needs activation 'softmax' or 'sigmoid'")
+    if output == "labels" and activation == "sigmoid" and not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
 
 
 def _prepare_mask(mask: torch.Tensor | None, shape: torch.Size) -> torch.Tensor | None:
