@@ -328,6 +328,7 @@ def test_all_problems_are_listed() -> None:
             [("spatial_dims", 2), ("network.spatial_dims", 2), ("patch_size", [32, 32, 4])],
             "$.patch_size: 2D models need z = 1",
         ),
+        ([("image_size", [64, 64])], "$.image_size: only 2D models"),
         ([("inputs.0.required", False)], "$.inputs: at least one input must have required"),
         ([("inputs.1.name", "t1c")], "$.inputs[1].name: 't1c' is already used"),
         ([("inputs.1.normalization.lower", 99.9)], "lower (99.9) must be less than upper"),

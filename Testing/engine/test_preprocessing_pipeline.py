@@ -264,6 +264,28 @@ def test_2d_path_keeps_pixel_order(with_slice_axis: bool) -> None:
         prepare_inputs([np.ones((2, 40, 48))], [None], spec)
 
 
+@pytest.mark.parametrize("shape", [(60, 90), (32, 32), (200, 130)])
+def test_2d_image_size_resamples_any_image_to_the_model_size_and_back(shape) -> None:
+    rows, columns = shape
+    geometry = Geometry(np.diag([-0.143, -0.143, 1.0, 1.0]), (1, rows, columns))
+    image = np.zeros(shape, dtype=np.float32)
+    image[: rows // 2, : columns // 4] = 100.0  # top-left block: a quarter of the columns
+    spec = {
+        "modality": "DX",
+        "spatial_dims": 2,
+        "spacing_mm": [2.0, 2.0, 1.0],  # ignored in-plane: image_size wins
+        "image_size": [32, 32],
+        "inputs": [{"name": "xray", "normalization": {"method": "none"}}],
+    }
+    case = prepare_inputs([image], [geometry], spec)
+    assert case.image.shape == (1, 32, 32)
+    block = case.image[0] > 50
+    assert block[:14, :6].all() and not block[18:].any() and not block[:, 10:].any()
+    restored = case.restore_labels(block.astype(np.uint8))
+    assert restored.shape == shape
+    assert dice(restored.astype(bool), image > 50) > 0.9
+
+
 @pytest.mark.shared_data
 def test_real_dicom_ct_with_nifti_labels_stored_in_another_layout() -> None:
     folder = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ct_totalsegmentator"

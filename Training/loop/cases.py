@@ -79,6 +79,7 @@ def preprocessing_key(config: TrainConfig) -> str:
     relevant = {
         "inputs": model["inputs"],
         "spacing_mm": model.get("spacing_mm"),
+        "image_size": model.get("image_size"),
         "spatial_dims": model["spatial_dims"],
         "modality": model.get("modality"),
         "activation": config.activation,

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,10 @@ PANELS = (
 
 
 def write_history(run_dir: str | Path, history: Sequence[Mapping[str, Any]]) -> None:
-    """Write ``metrics.csv`` and ``metrics.json`` in ``run_dir`` (atomically)."""
+    """Write ``metrics.csv`` and ``metrics.json`` in ``run_dir`` (atomically). Non-finite
+    values (a NaN metric) are written as empty cells / ``null`` and logged, never raised."""
     run_dir = Path(run_dir)
+    history = [_finite_row(row) for row in history]
     columns: list[str] = []
     for row in history:
         columns += [key for key in row if key not in columns]
@@ -41,6 +44,13 @@ def write_history(run_dir: str | Path, history: Sequence[Mapping[str, Any]]) -> 
     write_atomically(run_dir / "metrics.csv", text.getvalue().encode())
     payload = json.dumps(list(history), indent=1, allow_nan=False)
     write_atomically(run_dir / "metrics.json", payload.encode())
+
+
+def _finite_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        logger.warning("epoch %s: %s not finite, written as empty", row.get("epoch"), bad)
+    return {k: None if k in bad else v for k, v in row.items()}
 
 
 def plot_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> bool:

@@ -11,7 +11,9 @@ Randomness is a pure function of ``(training.seed, step, rank)``: patches come f
 ``PatchDataset`` (sample index -> generator) and the torch generator (dropout) is reseeded from
 ``(seed, step, rank)`` before every step. A checkpoint therefore needs only the step counter
 besides model, optimizer, scheduler and scaler states, and training N steps straight equals N/2
-steps, a checkpoint, and N/2 resumed steps, for any number of data workers.
+steps, a checkpoint, and N/2 resumed steps, for any number of data workers: bit for bit with
+``training.deterministic`` (oneDNN's CPU convolution gradients and cuDNN's autotuned kernels
+otherwise round differently from run to run, so runs agree only up to float rounding).
 
 Multi-process (DDP): each rank draws its own samples (``StepBatchSampler``), gradients are
 averaged by ``DistributedDataParallel``, validation cases are split over the ranks and the
@@ -69,6 +71,7 @@ RESUME_FREE_KEYS = (
     "training.device",
     "training.cache_cases",
     "training.cpu_threads",
+    "training.deterministic",
 )
 #: Learning curves are redrawn at most this often during training (and at the end).
 PLOT_INTERVAL_S = 60.0
@@ -93,6 +96,7 @@ class TrainState:
     epoch_loss: float = 0.0
     epoch_steps: int = 0
     elapsed_s: float = 0.0
+    skipped_steps: int = 0
 
 
 def resolve_amp(mode: str, device: torch.device) -> tuple[torch.dtype | None, str | None]:
@@ -243,6 +247,13 @@ class Trainer:
         stop = total if stop_step is None else min(total, int(stop_step))
         if self.state.stopped_early or self.state.step >= stop:
             return self.state
+        with self._kernels():
+            self._fit_steps(stop, total, progress)
+        self._plot(force=True)
+        return self.state
+
+    def _fit_steps(self, stop: int, total: int, progress: Progress | None) -> None:
+        training = self.config.training
         loader = self._loader(self.state.step, stop)
         for images, labels in loader:
             loss = self._train_step(images, labels)
@@ -261,12 +272,17 @@ class Trainer:
         if self.state.step % training.steps_per_epoch and self.state.step != total:
             self._sync_buffers()
             self.save(LAST)  # interrupted mid-epoch
-        self._plot(force=True)
-        return self.state
 
     def request_stop(self) -> None:
         """Stop after the current step (e.g. from a SIGINT handler), saving ``last``."""
         self.stop_requested = True
+
+    def _kernels(self) -> contextlib.AbstractContextManager[None]:
+        """Reproducible kernels inside the block when ``training.deterministic`` (see module
+        docstring); the process-wide settings are restored afterwards."""
+        if self.config.training.deterministic:
+            return _deterministic_kernels()
+        return contextlib.nullcontext()
 
     def _should_stop(self) -> bool:
         if not self.dist.enabled:
@@ -323,9 +339,15 @@ class Trainer:
             self.scaler.update()
         else:
             loss.backward()
-            if clip is not None:
-                torch.nn.utils.clip_grad_norm_(parameters, clip)
-            self.optimizer.step()
+            norm = None if clip is None else torch.nn.utils.clip_grad_norm_(parameters, clip)
+            if norm is not None and not torch.isfinite(norm):
+                # A finite loss with non-finite gradients: skip the update, as GradScaler does.
+                self.state.skipped_steps += 1
+                logger.warning(
+                    "step %d: gradient norm is %s, update skipped", self.state.step, norm
+                )
+            else:
+                self.optimizer.step()
         self._step_lr = self.schedule.lr
         self.schedule.after_step()
         return value
@@ -349,12 +371,14 @@ class Trainer:
             row.update(self.validate())
             dice = row["val_dice"]
             stopping = training.early_stopping
-            if state.best_dice is None or dice > state.best_dice + stopping.min_delta:
+            finite = math.isfinite(dice)  # a NaN Dice is never "best" and crashes nothing
+            if finite and (state.best_dice is None or dice > state.best_dice + stopping.min_delta):
                 state.best_dice, state.best_epoch, state.stale_validations = dice, epoch, 0
                 improved = True
             else:
                 state.stale_validations += 1
-            self.schedule.after_validation(dice)
+            if finite:
+                self.schedule.after_validation(dice)
             if stopping.patience is not None and state.stale_validations >= stopping.patience:
                 state.stopped_early = True
         row["time_s"] = round(self._elapsed(), 2)
@@ -410,7 +434,8 @@ class Trainer:
         limit = self.config.training.validation.max_cases
         indices = list(range(len(self.val_cases)))[:limit]
         mine = indices[self.dist.rank :: self.dist.world_size]
-        results = [self._validate_case(i) for i in mine]
+        with self._kernels():
+            results = [self._validate_case(i) for i in mine]
         gathered = sorted(
             (item for part in all_gather_objects(self.dist, results) for item in part),
             key=lambda item: item[0],
@@ -491,6 +516,19 @@ class Trainer:
         with torch.no_grad(), self._autocast(), _evaluating(self.network):
             logits = self.network(images)
         return float(self.loss_fn(logits, target)) * count, count
+
+
+@contextlib.contextmanager
+def _deterministic_kernels() -> Iterator[None]:
+    """PyTorch's native CPU convolutions instead of oneDNN's, deterministic cuDNN."""
+    backends = torch.backends
+    saved = (backends.mkldnn.enabled, backends.cudnn.deterministic, backends.cudnn.benchmark)
+    backends.mkldnn.enabled = False
+    backends.cudnn.deterministic, backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        backends.mkldnn.enabled, backends.cudnn.deterministic, backends.cudnn.benchmark = saved
 
 
 @contextlib.contextmanager

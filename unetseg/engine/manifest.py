@@ -283,6 +283,8 @@ def _patch_problems(m: Mapping[str, Any]) -> list[str]:
     factor = 2 ** (len(m["network"]["filters"]) - 1)
     if m["spatial_dims"] == 2 and patch[2] != 1:
         problems.append(f"$.patch_size: 2D models need z = 1, got {patch}")
+    if m.get("image_size") is not None and m["spatial_dims"] != 2:
+        problems.append("$.image_size: only 2D models resample to a fixed image size")
     for axis, size in zip("xyz"[: m["spatial_dims"]], patch, strict=False):
         if size % factor:
             problems.append(

@@ -19,7 +19,8 @@ Steps (3D models):
 
 2D models (``spatial_dims == 2``) take (J, I) or (1, J, I) arrays; they are not reoriented
 (projection images have no meaningful patient axes: pixel order is kept as stored), only
-resampled in-plane to ``spacing_mm[:2]``, and ``image`` is (C, J, I).
+resampled in-plane to ``spacing_mm[:2]``, or to exactly ``image_size`` (I, J) pixels when the
+manifest gives one (whatever the pixel spacing), and ``image`` is (C, J, I).
 
 ``spacing_mm`` may be absent or null to keep the reference's native spacing; a target within
 0.01 % of the current spacing is treated as equal (no interpolation).
@@ -108,9 +109,17 @@ class PreparedCase:
         return restored.reshape(*lead, *self.reference_shape)
 
 
-def _target_spacing(manifest: Mapping[str, Any], current: np.ndarray) -> list[float | None]:
-    """Model spacing (I, J, K) with None for axes kept as they are."""
+def _target_spacing(manifest: Mapping[str, Any], grid: Geometry) -> list[float | None]:
+    """Model spacing (I, J, K) for images on ``grid``, with None for axes kept as they are."""
     spatial_dims = manifest.get("spatial_dims", 3)
+    current = grid.spacing
+    size = manifest.get("image_size")
+    if spatial_dims == 2 and size is not None:
+        counts = (grid.shape[2], grid.shape[1])  # (I, J)
+        return [
+            None if counts[a] == size[a] else float(current[a]) * counts[a] / int(size[a])
+            for a in range(2)
+        ] + [None]
     spacing = manifest.get("spacing_mm")
     if spacing is None:
         return [None, None, None]
@@ -225,7 +234,7 @@ def prepare_inputs(
     else:
         canonical_geometry = reference_geometry
         undo = OrientationUndo((0, 1, 2), (False, False, False), reference_geometry.shape)
-    target = _target_spacing(manifest, canonical_geometry.spacing)
+    target = _target_spacing(manifest, canonical_geometry)
 
     model_geometry = canonical_geometry
     for index in [reference] + [i for i in range(len(specs)) if i != reference]:
