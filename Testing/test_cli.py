@@ -20,7 +20,7 @@ import slicerio
 
 from Training.synth import brain_mri_case
 from unetseg.cli import main
-from unetseg.demo import brain_mri_manifest, lung_cxr_manifest, untrained_package
+from unetseg.untrained import brain_mri_manifest, lung_cxr_manifest, untrained_package
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "unetseg" / "scripts" / "slicer_segment.py"
@@ -234,13 +234,21 @@ def test_slicer_script_runs_the_same_command(brain_model, brats_files, tmp_path)
 
 
 @pytest.mark.slow
-def test_demo_runs_end_to_end(tmp_path, capsys):
-    code, out, err = run(capsys, "demo", "--out", tmp_path, "--device", "cpu")
+def test_demo_segments_every_sample_with_its_bundled_model(tmp_path, capsys):
+    from PIL import Image
 
+    from unetseg.engine.registry import resolve_model
+    from unetseg.sampledata import list_samples
+
+    code, out, err = run(capsys, "demo", "--out", tmp_path, "--device", "cpu")
     assert code == 0, err
-    assert "UNTRAINED" in out or "untrained" in out
-    seg = slicerio.read_segmentation(str(tmp_path / "lung_0000.seg.nrrd"))
-    assert [s["name"] for s in seg["segments"]] == ["Right lung", "Left lung"]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["model"]["id"] == "demo-lung-ct-untrained"
-    assert summary["timings_s"]["total"] > 0
+    assert [entry["sample"] for entry in summary] == [s.id for s in list_samples()]
+    for entry in summary:
+        model = resolve_model(entry["model"]["id"])
+        seg = slicerio.read_segmentation(str(tmp_path / f"{entry['sample']}.seg.nrrd"))
+        assert [s["name"] for s in seg["segments"]] == [label.name for label in model.labels]
+        assert all(row["voxel_count"] > 0 for row in entry["statistics"]["segments"])
+        montage = np.asarray(Image.open(tmp_path / f"{entry['sample']}.png").convert("L"))
+        assert montage.std() > 20  # an image, not a blank page
+        assert entry["sample"] in out

@@ -23,9 +23,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from unetseg.demo import brain_mri_manifest, untrained_package  # noqa: E402
 from unetseg.engine.network import UNet, count_parameters, describe  # noqa: E402
 from unetseg.host.batch import segmentFiles  # noqa: E402
+from unetseg.untrained import brain_mri_manifest, untrained_package  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 

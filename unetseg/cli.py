@@ -1,4 +1,4 @@
-"""Headless command line: ``python -m unetseg {segment,models,demo}``.
+"""Headless command line: ``python -m unetseg {segment,models,sample,demo}``.
 
 The same entry runs inside Slicer:
 ``Slicer --no-main-window --python-script <repo>/unetseg/scripts/slicer_segment.py -- segment ...``.
@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     segment.add_argument("--output", required=True, type=Path, help="output .seg.nrrd")
     segment.add_argument("--dicom-seg", type=Path, help="also write a DICOM SEG")
     segment.add_argument("--summary", type=Path, help="also write a JSON summary")
+    segment.add_argument(
+        "--preview", type=Path, help="also write an overlay montage of the result (.png)"
+    )
     segment.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     segment.add_argument("--overlap", type=float, help="window overlap (default: the model's)")
     segment.add_argument(
@@ -49,7 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--path", nargs="*", type=Path, help="extra model folders to search")
     models.add_argument("--json", action="store_true", help="machine-readable output")
 
-    demo = commands.add_parser("demo", help="segment a generated sample end to end")
+    sample = commands.add_parser("sample", help="list or copy the bundled real sample images")
+    sample.add_argument("ids", nargs="*", metavar="ID", help="samples to copy (default: all)")
+    sample.add_argument("--list", action="store_true", help="list the samples and exit")
+    sample.add_argument("--out", type=Path, help="copy the samples into this folder")
+
+    demo = commands.add_parser(
+        "demo", help="segment every bundled sample with its bundled model (.seg.nrrd, PNG, JSON)"
+    )
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
     demo.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     return parser
@@ -76,6 +86,7 @@ def _segment(args: argparse.Namespace) -> int:
         args.output,
         dicomSeg=args.dicom_seg,
         summary=args.summary,
+        preview=args.preview,
         device=args.device,
         overlap=args.overlap,
         fast=args.fast,
@@ -86,6 +97,8 @@ def _segment(args: argparse.Namespace) -> int:
 
 
 def _print_report(report: dict) -> None:
+    from unetseg.host.report import formatSize
+
     model = report["model"]
     print(f"Model: {model['title']} ({model['id']} {model['version']}) on {report['device']}")
     for name, source in report["inputs"].items():
@@ -97,7 +110,7 @@ def _print_report(report: dict) -> None:
     for name in report["missing_optional_inputs"]:
         print(f"  input {name}: MISSING (optional; result flagged)")
     for segment in report["statistics"]["segments"]:
-        print(f"  {segment['name']}: {segment['volume_ml']:.2f} mL")
+        print(f"  {segment['name']}: {formatSize(segment)}")
     if "lesions" in report["statistics"]:
         print(f"  lesions: {report['statistics']['lesion_count']}")
     timings = ", ".join(f"{k} {v:.2f}s" for k, v in report["timings_s"].items())
@@ -128,6 +141,27 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sample(args: argparse.Namespace) -> int:
+    from unetseg.sampledata import copy_sample, get_sample, list_samples
+
+    if args.list or args.out is None:
+        for item in list_samples():
+            inputs = ", ".join(f"{f.input}={f.path.name}" for f in item.files)
+            print(f"{item.id}  {item.title}  [model {item.model}; {inputs}]")
+            print(f"    {item.license}; {item.citation}")
+        if not args.list:
+            print("Copy them with: python -m unetseg sample --out DIR [ID ...]")
+        return 0
+    try:
+        chosen = [get_sample(i) for i in args.ids] if args.ids else list_samples()
+    except KeyError as error:
+        raise ValueError(error.args[0]) from None
+    for item in chosen:
+        for path in copy_sample(item.id, args.out):
+            print(path)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from unetseg.demo import run_demo
 
@@ -139,7 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code (errors print one clear message)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
-    handler = {"segment": _segment, "models": _models, "demo": _demo}[args.command]
+    handler = {"segment": _segment, "models": _models, "sample": _sample, "demo": _demo}[
+        args.command
+    ]
     try:
         return handler(args)
     except (ValueError, RuntimeError, OSError) as error:

@@ -14,10 +14,10 @@ import torch
 from monai.inferers import sliding_window_inference as monai_sliding_window
 from torch import nn
 
-from unetseg.demo import brain_mri_manifest, lung_cxr_manifest, untrained_package
 from unetseg.engine.geometry import Geometry
 from unetseg.engine.inference import CancelToken, InferenceCancelled
 from unetseg.engine.predict import Segmenter
+from unetseg.untrained import brain_mri_manifest, lung_cxr_manifest, untrained_package
 
 FILTERS = (4, 8, 16)
 

@@ -19,8 +19,8 @@ import slicerio
 from Testing.dicom_factory import writeDicomSeries
 from Training.synth import brain_mri_case
 from unetseg.cli import main
-from unetseg.demo import brain_mri_manifest, untrained_package
 from unetseg.host.batch import segmentFiles
+from unetseg.untrained import brain_mri_manifest, untrained_package
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 # BraTS 2021 naming; the segmentation file is an input that matches no model input.

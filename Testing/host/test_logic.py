@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from Training.synth import brain_mri_case
-from unetseg.demo import brain_mri_manifest, lung_cxr_manifest, untrained_package
 from unetseg.engine.geometry import Geometry
 from unetseg.engine.inference import CancelToken, InferenceCancelled
 from unetseg.host.logic import SegmentationJob, SegmentationLogic
@@ -28,6 +27,7 @@ from unetseg.host.matching import MissingInputError, matchInputs
 from unetseg.host.scene_io import loadVolume, saveSegmentation
 from unetseg.host.segmentation import SegmentationExistsError, segmentId
 from unetseg.host.volumes import volumeGeometry
+from unetseg.untrained import brain_mri_manifest, lung_cxr_manifest, untrained_package
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 # BraTS 2023 file names (t1c, t2f = FLAIR, t1n = native T1, t2w = T2) in scrambled order.

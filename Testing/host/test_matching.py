@@ -223,3 +223,22 @@ def test_real_brats_met_files(shared_data):
         "t2": "t2.nii.gz",
         "flair": "flair.nii.gz",
     }
+
+
+CT_INPUT = [{"name": "ct", "title": "Chest CT", "required": True, "name_patterns": ["*ct*"]}]
+
+
+def test_a_single_input_model_takes_the_only_volume_whatever_its_name() -> None:
+    lone = Candidate("Series 3", seriesDescription="")
+    result = matchInputs([lone], CT_INPUT)
+    assert result.assigned == {"ct": lone} and result.scores == {"ct": 0}
+
+
+def test_a_single_input_model_does_not_guess_between_unnamed_volumes() -> None:
+    with pytest.raises(MissingInputError, match="Chest CT"):
+        matchInputs([Candidate("Series 3"), Candidate("Series 4")], CT_INPUT)
+
+
+def test_the_lone_volume_rule_is_only_for_single_input_models() -> None:
+    result = matchInputs([Candidate("Series 3")], INPUTS, raiseOnMissing=False)
+    assert result.assigned == {}

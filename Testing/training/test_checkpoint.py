@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-import Training.loop.checkpoint as checkpoint
+import unetseg.atomic as atomic
 from Training.loop.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -91,7 +91,7 @@ def test_crash_mid_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeyp
     save_checkpoint(path, {"step": 1, "w": torch.ones(1000)})
     before = path.read_bytes()
     writes = []
-    real_write = checkpoint.os.write
+    real_write = atomic.os.write
 
     def crashing_write(fd, data):
         writes.append(len(data))
@@ -99,8 +99,8 @@ def test_crash_mid_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeyp
             raise OSError("disk gone (simulated crash)")
         return real_write(fd, data)
 
-    monkeypatch.setattr(checkpoint, "CHUNK_BYTES", 256)
-    monkeypatch.setattr(checkpoint.os, "write", crashing_write)
+    monkeypatch.setattr(atomic, "CHUNK_BYTES", 256)
+    monkeypatch.setattr(atomic.os, "write", crashing_write)
     with pytest.raises(OSError, match="simulated"):
         save_checkpoint(path, {"step": 2, "w": torch.zeros(1000)})
     monkeypatch.undo()
@@ -117,7 +117,7 @@ def test_crash_before_rename_and_stale_temporaries(tmp_path, monkeypatch):
     def no_rename(src, dst):
         raise KeyboardInterrupt  # e.g. killed between fsync and rename
 
-    monkeypatch.setattr(checkpoint.os, "replace", no_rename)
+    monkeypatch.setattr(atomic.os, "replace", no_rename)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, {"step": 2})
     monkeypatch.undo()

@@ -23,9 +23,14 @@ from Training.data import DatasetError, load_case
 from Training.evaluation import detect_layout, model_inputs, reference_labels, resolve_data
 from Training.evaluation.overlay import OVERLAY_SIZE
 from Training.synth import write_dataset
-from unetseg.demo import brain_mri_manifest, lung_ct_manifest, lung_cxr_manifest, untrained_package
 from unetseg.engine.lesions import aggregate_lesion_detection, lesion_detection
 from unetseg.engine.metrics import binary_metrics, compute_metrics
+from unetseg.untrained import (
+    brain_mri_manifest,
+    lung_ct_manifest,
+    lung_cxr_manifest,
+    untrained_package,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"

@@ -8,16 +8,13 @@ everything else is JSON in the file's metadata (key ``"tree"``), with tensors re
 optimizer's parameter ids) by ``{"__items__": [[key, value], ...]}``. Loading therefore runs no
 code from the file.
 
-Writes go to a temporary file in the same folder, are flushed and fsynced, and replace the
-target with ``os.replace`` (atomic on POSIX and Windows), then the folder is fsynced: a crash at
-any moment leaves either the previous checkpoint or the new one, never a partial file.
+Writes are atomic (``unetseg.atomic.write_atomically``): a crash at any moment leaves either
+the previous checkpoint or the new one, never a partial file.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,10 +23,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
+from unetseg.atomic import write_atomically
+
 _TREE_KEY = "tree"
 _TENSOR, _TUPLE, _ITEMS = "__tensor__", "__tuple__", "__items__"
-#: Bytes per write call when writing a file.
-CHUNK_BYTES = 1 << 24
 
 
 def save_checkpoint(path: str | Path, tree: Any) -> Path:
@@ -52,44 +49,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Any
             raise ValueError(f"{path} is not a UNetSeg training checkpoint (no '{_TREE_KEY}')")
         tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
     return _decode(json.loads(metadata[_TREE_KEY]), tensors)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` by a file holding ``data``: temp file, fsync, ``os.replace``, fsync of
-    the folder. Stale temporary files of interrupted writes are removed first."""
-    folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob(f".{path.name}.*.tmp"):
-        stale.unlink(missing_ok=True)
-    temporary = folder / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        view = memoryview(data)
-        for start in range(0, len(view), CHUNK_BYTES):
-            os.write(descriptor, view[start : start + CHUNK_BYTES])
-        os.fsync(descriptor)
-        os.close(descriptor)
-        descriptor = -1
-        os.replace(temporary, path)
-    except BaseException:
-        if descriptor >= 0:
-            os.close(descriptor)
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_folder(folder)
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:  # folders cannot be opened on Windows; the rename is durable there
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def _encode(value: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from Training.loop.checkpoint import write_atomically
+from unetseg.atomic import write_atomically
 
 logger = logging.getLogger(__name__)
 

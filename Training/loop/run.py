@@ -26,7 +26,6 @@ import torch
 
 from Training.config import ConfigError, TrainConfig, load_config
 from Training.loop.cases import prepare_cases, read_records, split_records
-from Training.loop.checkpoint import write_atomically
 from Training.loop.distributed import (
     barrier,
     env_rank,
@@ -38,6 +37,7 @@ from Training.loop.distributed import (
 from Training.loop.progress import Progress, ProgressLogHandler
 from Training.loop.trainer import LAST, Trainer, config_differences
 from Training.sampling import DiskCases
+from unetseg.atomic import write_atomically
 from unetseg.engine.device import describe_device, select_device
 
 logger = logging.getLogger("Training")

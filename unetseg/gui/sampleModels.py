@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from unetseg.engine.geometry import Geometry
-from unetseg.samples import (
+from unetseg.untrained import (
     BRAIN,
     altered_label,
     lung_labels,

@@ -24,7 +24,7 @@ from unetseg.host.dicom_series import DicomSeries, discoverSeries, loadSeries
 from unetseg.host.logic import SegmentationLogic, SegmentationResult
 from unetseg.host.matching import SERIES_DESCRIPTION_ATTRIBUTE, Candidate, matchInputs
 from unetseg.host.scene_io import loadVolume, newScene, saveSegmentation
-from unetseg.host.volumes import addVolumeFromArray
+from unetseg.host.volumes import addVolumeFromArray, volumeToArray
 
 #: 2D images that Slicer's archetype reader cannot open without the app: read with Pillow.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -158,6 +158,7 @@ def segmentFiles(
     *,
     dicomSeg: str | Path | None = None,
     summary: str | Path | None = None,
+    preview: str | Path | None = None,
     device: str = "auto",
     overlap: float | None = None,
     fast: bool = False,
@@ -173,6 +174,7 @@ def segmentFiles(
         output: ``.seg.nrrd`` path.
         dicomSeg: also write a DICOM SEG here (the reference input must be a DICOM series).
         summary: also write the returned summary as JSON here.
+        preview: also write an overlay montage (PNG) of the result on the reference input.
         fast: faster but approximate (see ``SegmentationLogic.process``).
         overrides: input name -> file path, or SeriesDescription / SeriesInstanceUID of one
             input series; taken before automatic matching.
@@ -194,6 +196,8 @@ def segmentFiles(
     output = Path(output)
     if not output.name.lower().endswith(".seg.nrrd"):
         raise ValueError(f"--output must end with .seg.nrrd, got {output}")
+    if preview is not None and Path(preview).suffix.lower() != ".png":
+        raise ValueError(f"--preview must end with .png, got {preview}")
     package = model if isinstance(model, ModelPackage) else resolve_model(model)
 
     sources = findSources(inputs)
@@ -236,6 +240,10 @@ def segmentFiles(
         segStarted = time.perf_counter()
         written["dicom_seg"] = str(_writeDicomSeg(package, result, series, Path(dicomSeg)))
         timings["dicom_seg"] = time.perf_counter() - segStarted
+    if preview is not None:
+        previewStarted = time.perf_counter()
+        written["preview"] = str(_writePreview(package, result, nodes[referenceName], preview))
+        timings["preview"] = time.perf_counter() - previewStarted
     timings["total"] = time.perf_counter() - started
     used = {id(source) for source in assigned.values()}
     report = {
@@ -255,6 +263,23 @@ def segmentFiles(
         Path(summary).parent.mkdir(parents=True, exist_ok=True)
         Path(summary).write_text(json.dumps(report, indent=2))
     return report
+
+
+def _writePreview(
+    package: ModelPackage, result: SegmentationResult, referenceNode, path: str | Path
+) -> Path:
+    from unetseg.preview import write_overlay_montage
+
+    image, geometry = volumeToArray(referenceNode, copy=False)
+    return write_overlay_montage(
+        path,
+        image,
+        result.labels,
+        geometry,
+        package.labels,
+        nested=package.activation == "sigmoid",
+        title=f"{referenceNode.GetName()} - {package.title}",
+    )
 
 
 def _writeDicomSeg(

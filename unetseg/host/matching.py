@@ -15,7 +15,8 @@ Candidates are then assigned, each to at most one input, by an optimal assignmen
 maximises, in this order: the number of required inputs matched, the number of optional
 inputs matched, the total fit, and finally earlier candidates for equal fits (other
 unassigned candidates with the same fit are reported as ambiguous).
-User overrides are applied first and are never changed.
+User overrides are applied first and are never changed. A model with a single input takes
+the only candidate offered even when no pattern matches it (score 0).
 """
 
 from __future__ import annotations
@@ -152,7 +153,8 @@ class MatchResult:
         missingOptional: optional inputs without a candidate, in manifest order.
         ambiguous: input name -> other unassigned candidates that fit it exactly as well as
             the assigned one (the face should let the user confirm).
-        scores: input name -> score of the assigned candidate (0 for user overrides).
+        scores: input name -> score of the assigned candidate (0 for user overrides and for
+            the lone candidate a single-input model takes).
     """
 
     assigned: dict[str, Any] = field(default_factory=dict)
@@ -295,6 +297,10 @@ def matchInputs(
             if ties:
                 result.ambiguous[open_[row].name] = ties
 
+    if len(inputs) == 1 and not result.assigned and len(free) == 1:
+        # A single-input model takes the only volume given, whatever its name.
+        result.assigned[inputs[0].name] = free[0].item
+        result.scores[inputs[0].name] = 0
     for spec in inputs:
         if spec.name not in result.assigned:
             (result.missingRequired if spec.required else result.missingOptional).append(spec.name)

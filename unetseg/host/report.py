@@ -20,6 +20,14 @@ from unetseg.engine.manifest import LabelSpec
 MM3_PER_ML = 1000.0
 
 
+def formatSize(segment: Mapping[str, Any]) -> str:
+    """A ``segmentStatistics`` segment's size in words: area for single-slice images (an
+    X-ray has no volume), else volume."""
+    if "area_mm2" in segment:
+        return f"{segment['area_mm2'] / 100.0:.1f} cm2"
+    return f"{segment['volume_ml']:.1f} mL"
+
+
 def segmentStatistics(
     labels: np.ndarray,
     geometry: Geometry,
