@@ -12,6 +12,7 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadab
 from unetseg.gui.modelCatalog import BRAIN_MRI_MODELS
 from unetseg.gui.moduleLogic import SegmentationModuleLogic
 from unetseg.gui.moduleWidget import SegmentationModuleWidget
+from unetseg.gui.sampleRegistration import registerSampleData
 
 
 class BrainMetSeg(ScriptedLoadableModule):
@@ -32,6 +33,8 @@ class BrainMetSeg(ScriptedLoadableModule):
             "UNetSeg shares one segmentation engine between 3D Slicer, a headless command line "
             "and its training package. Model licences are shown with each model."
         )
+        # Real sample images of this module's bundled models, in the Sample Data module.
+        slicer.app.connect("startupCompleted()", lambda: registerSampleData(("brain-tumor-mri",)))
 
 
 class BrainMetSegLogic(SegmentationModuleLogic):

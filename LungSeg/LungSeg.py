@@ -12,6 +12,7 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadab
 from unetseg.gui.modelCatalog import LUNG_MODELS
 from unetseg.gui.moduleLogic import SegmentationModuleLogic
 from unetseg.gui.moduleWidget import SegmentationModuleWidget
+from unetseg.gui.sampleRegistration import registerSampleData
 
 
 class LungSeg(ScriptedLoadableModule):
@@ -31,6 +32,10 @@ class LungSeg(ScriptedLoadableModule):
         self.parent.acknowledgementText = _(
             "UNetSeg shares one segmentation engine between 3D Slicer, a headless command line "
             "and its training package. Model licences are shown with each model."
+        )
+        # Real sample images of this module's bundled models, in the Sample Data module.
+        slicer.app.connect(
+            "startupCompleted()", lambda: registerSampleData(("lung-ct", "lung-cxr"))
         )
 
 
