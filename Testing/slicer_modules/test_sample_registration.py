@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import urllib.request
+from typing import ClassVar
 
 from unetseg.gui.sampleRegistration import CATEGORY, registerSampleData
 
 
 class SampleDataLogicStandIn:
-    calls: list[dict] = []
+    calls: ClassVar[list[dict]] = []
 
     @staticmethod
     def registerCustomSampleDataSource(
