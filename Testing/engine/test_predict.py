@@ -264,3 +264,31 @@ def test_fast_runs_fewer_windows_on_the_same_grid(small_brain_package):
     again, again_windows = _segment_counting_windows(segmenter, arrays, geometries)
     assert again_windows == exact_windows
     np.testing.assert_array_equal(again.labels, exact.labels)
+
+
+def test_coarse_model_grid_boundaries_follow_the_input_resolution(tmp_path):
+    """A 1 mm model on a 0.25 mm image: labels are decided on the input grid from the
+    resampled logits, so a boundary lands within one input pixel of the analytic one; the
+    nearest-neighbour restore of model-grid labels would step by four pixels."""
+    manifest = lung_cxr_manifest((4, 8))
+    manifest["inputs"][0]["normalization"] = {"method": "none"}
+    segmenter = Segmenter(untrained_package(tmp_path / "cxr", manifest), "cpu")
+    segmenter.network = Threshold(2, level=100.8, gain=1.0)
+    shape = (1, 64, 400)
+    geometry = Geometry(np.diag([-0.25, -0.25, 1.0, 1.0]), shape)
+    ramp = np.broadcast_to(np.arange(400, dtype=np.float32) * 0.5, shape).copy()  # 2 per mm
+    result = segmenter.segment([ramp], [geometry])
+    truth = ramp > 100.8  # from column 202; model-grid voxels hold columns 4m-4m+3
+    errors = np.flatnonzero((result.labels[0] == 1) != truth[0]).size
+    assert errors <= shape[1]  # at most one column; labels restored from the model grid: two
+
+
+def test_labels_are_resampled_directly_when_the_model_grid_is_not_coarser(tmp_path):
+    from unetseg.engine.preprocessing.pipeline import prepare_inputs
+
+    package = untrained_package(tmp_path / "cxr", lung_cxr_manifest((4, 8)))
+    segmenter = Segmenter(package, "cpu")
+    for pixel_mm, coarser in ((0.25, True), (1.0, False), (1.1, False)):
+        geometry = Geometry(np.diag([-pixel_mm, -pixel_mm, 1.0, 1.0]), (1, 40, 40))
+        case = prepare_inputs([np.ones((1, 40, 40), np.float32)], [geometry], package.manifest)
+        assert segmenter._restores_logits(case) is coarser

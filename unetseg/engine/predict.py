@@ -2,6 +2,13 @@
 
 This is the one code path that the Slicer modules, the headless CLI and training evaluation share.
 It touches no MRML: callers pass numpy arrays and geometries and get a label map back.
+
+Back to the input grid: when the model grid is coarser than the input's (a 2 mm model on a
+0.7 mm scan, a 256-pixel X-ray model on a 3000-pixel radiograph), the blended logits are
+resampled linearly onto the input grid and the labels decided there, as nnU-Net does, so that
+boundaries follow the input's resolution instead of the model's voxel steps. Otherwise, or when
+the logits on the input grid would exceed ``SMOOTH_RESTORE_MAX_BYTES``, the label map itself is
+resampled (nearest neighbour).
 """
 
 from __future__ import annotations
@@ -18,10 +25,16 @@ import torch
 from unetseg.engine.device import describe_device, select_device
 from unetseg.engine.geometry import Geometry
 from unetseg.engine.inference import CancelToken, sliding_window_inference
+from unetseg.engine.inference.finalize import finalise_labels_
 from unetseg.engine.package import ModelPackage
 from unetseg.engine.preprocessing.pipeline import PreparedCase, prepare_inputs
 
 logger = logging.getLogger(__name__)
+
+#: Largest float32 logit volume on the input grid for the smooth restore (see module docstring).
+SMOOTH_RESTORE_MAX_BYTES = 1 << 30
+#: The model grid counts as coarser when one of its spacings exceeds the input's by this factor.
+COARSER_FACTOR = 1.25
 
 Progress = Callable[[int, int], None]
 
@@ -121,9 +134,10 @@ class Segmenter:
         start = time.perf_counter()
         case = prepare_inputs(arrays, geometries, self.package.manifest)
         prepared = time.perf_counter()
-        labels = self._infer(case, overlap, fast, progress, cancel)
+        smooth = self._restores_logits(case)
+        values = self._infer(case, overlap, fast, progress, cancel, smooth)
         inferred = time.perf_counter()
-        restored = case.restore_labels(labels)
+        restored = self._restore(case, values, smooth)
         done = time.perf_counter()
         return CaseSegmentation(
             labels=restored,
@@ -137,6 +151,28 @@ class Segmenter:
             device=describe_device(self.device),
         )
 
+    def _restores_logits(self, case: PreparedCase) -> bool:
+        """Whether to resample logits rather than labels onto the input grid."""
+        model = np.asarray(case.model_geometry.spacing)
+        given = np.asarray(case.canonical_geometry.spacing)
+        axes = case.spatial_dims  # 2D: in-plane (I, J) only
+        if not np.any(model[:axes] > COARSER_FACTOR * given[:axes]):
+            return False
+        channels = int(self.package.manifest["network"]["out_channels"])
+        return channels * int(np.prod(case.reference_shape)) * 4 <= SMOOTH_RESTORE_MAX_BYTES
+
+    def _restore(self, case: PreparedCase, values: np.ndarray, logits: bool) -> np.ndarray:
+        """Label map on the input grid from model-grid labels, or from model-grid logits
+        `(C, *model spatial)`."""
+        if not logits:
+            return case.restore_labels(values)
+        restored = torch.from_numpy(case.restore_probabilities(values))
+        labels = torch.empty(restored.shape[1:], dtype=torch.uint8)
+        activation = self.package.activation
+        threshold = self.package.threshold or 0.5
+        finalise_labels_(restored, torch.ones(()), activation, threshold, labels)
+        return labels.numpy()
+
     def _infer(
         self,
         case: PreparedCase,
@@ -144,13 +180,21 @@ class Segmenter:
         fast: bool,
         progress: Progress | None,
         cancel: CancelToken | None,
+        logits: bool,
     ) -> np.ndarray:
         image = torch.from_numpy(case.image).unsqueeze(0)
         mask = None
         if (self.skip_background or fast) and case.foreground_mask is not None:
             mask = torch.from_numpy(case.foreground_mask)
         run = functools.partial(
-            self._run, image, mask, overlap, progress=progress, cancel=cancel, fast=fast
+            self._run,
+            image,
+            mask,
+            overlap,
+            progress=progress,
+            cancel=cancel,
+            fast=fast,
+            logits=logits,
         )
         try:
             labels = run(self.device)
@@ -178,6 +222,7 @@ class Segmenter:
         cancel: CancelToken | None,
         *,
         fast: bool,
+        logits: bool,
     ) -> torch.Tensor:
         return sliding_window_inference(
             image,
@@ -187,8 +232,8 @@ class Segmenter:
             foreground_mask=mask,
             crop_to_foreground=fast and mask is not None,
             mirror_axes=self.mirror_axes,
-            output="labels",
-            activation=self.package.activation,
+            output="probabilities" if logits else "labels",
+            activation=None if logits else self.package.activation,
             threshold=self.package.threshold,
             progress=progress,
             cancel=cancel,
