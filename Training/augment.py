@@ -182,13 +182,29 @@ def _crop(volume: np.ndarray, start: Sequence[int], size: Sequence[int]) -> np.n
 
 
 def augment_intensity(
-    image: torch.Tensor, rng: np.random.Generator, config: AugmentationConfig
+    image: torch.Tensor,
+    rng: np.random.Generator,
+    config: AugmentationConfig,
+    keep_one_of: Sequence[int] = (),
 ) -> torch.Tensor:
-    """Gamma, Gaussian noise, bias field and modality dropout on a ``(C, *P)`` float32 patch
-    (changed in place and returned)."""
+    """Thick-slice simulation, gamma, Gaussian noise, bias field and modality dropout on a
+    ``(C, *P)`` float32 patch (changed in place and returned). Modality dropout never drops
+    all the channels listed in ``keep_one_of``."""
     if not config.enabled:
         return image
     channels = image.shape[0]
+    resolution = config.resolution
+    if resolution.p > 0 and rng.random() < resolution.p:
+        dims = image.ndim - 1
+        together = not resolution.per_channel
+        factor, axis = 1.0, 0
+        for c in range(channels):
+            if together and c > 0:
+                _thick_slices(image[c], axis, factor)
+            elif together or rng.random() < 0.5:
+                axis = axis_index(str(rng.choice(resolution.axes)), dims)
+                factor = float(rng.uniform(*resolution.range))
+                _thick_slices(image[c], axis, factor)
     if rng.random() < config.gamma.p:
         for c in range(channels):
             _gamma(image[c], float(rng.uniform(*config.gamma.range)))
@@ -204,8 +220,23 @@ def augment_intensity(
             image[c] = (image[c] - low) * field + low
     if channels > 1 and rng.random() < config.modality_dropout.p:
         dropped = rng.choice(channels, size=int(rng.integers(1, channels)), replace=False)
+        if keep_one_of and set(keep_one_of) <= set(dropped.tolist()):
+            dropped = dropped[dropped != rng.choice(list(keep_one_of))]
         image[torch.from_numpy(np.sort(dropped))] = 0.0
     return image
+
+
+def _thick_slices(channel: torch.Tensor, axis: int, factor: float) -> None:
+    """Average ``channel`` (``(*P)``) down along ``axis`` by ``factor`` (area interpolation:
+    thick slices) and back to its size (linear), in place."""
+    size = list(channel.shape)
+    coarse = size.copy()
+    coarse[axis] = max(1, round(size[axis] / factor))
+    if coarse[axis] == size[axis]:
+        return
+    mode = "trilinear" if channel.ndim == 3 else "bilinear"
+    low = nnf.interpolate(channel[None, None], size=coarse, mode="area")
+    channel.copy_(nnf.interpolate(low, size=size, mode=mode, align_corners=False)[0, 0])
 
 
 def _gamma(channel: torch.Tensor, gamma: float) -> None:

@@ -84,13 +84,22 @@ class SynthConfig:
 @dataclass(frozen=True)
 class SplitConfig:
     """Patient-level split: ``validation`` and ``test`` fractions, or k-fold when ``folds > 1``
-    (fold ``fold`` is the validation set)."""
+    (fold ``fold`` is the validation set), or fixed lists: ``val_patients`` and
+    ``test_patients`` name the patients (patient ids) of those parts, every other patient
+    trains (the fractions and folds are then not used)."""
 
     validation: float = 0.2
     test: float = 0.0
     folds: int = 0
     fold: int = 0
     seed: int = 0
+    val_patients: tuple[str, ...] = ()
+    test_patients: tuple[str, ...] = ()
+
+    @property
+    def fixed(self) -> bool:
+        """True when the parts are given as patient lists."""
+        return bool(self.val_patients or self.test_patients)
 
     def check(self, key: str) -> None:
         _fraction(self.validation, f"{key}.validation")
@@ -101,6 +110,13 @@ class SplitConfig:
             _at_least(self.folds, 2, f"{key}.folds")
             if not 0 <= self.fold < self.folds:
                 raise ConfigError(f"{key}.fold", f"must be in [0, {self.folds}), got {self.fold}")
+        both = set(self.val_patients) & set(self.test_patients)
+        if both:
+            raise ConfigError(
+                f"{key}.test_patients", f"{sorted(both)} are also validation patients"
+            )
+        if self.fixed and self.folds:
+            raise ConfigError(f"{key}.folds", "give folds or patient lists, not both")
 
 
 #: ``data.reader`` -> function of ``Training.data`` that indexes the dataset folder.
@@ -113,11 +129,62 @@ READERS = {
     "ovarian": "read_ovarian",
     "dicom": "read_dicom",
 }
+Reader = Literal[
+    "brainmetshare", "decathlon", "brats", "pairs", "image_mask_pairs", "ovarian", "dicom"
+]
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One data source: a dataset folder, its reader and what its labels mean.
+
+    ``reader`` names a dataset layout (``READERS``); ``options`` are that reader's keyword
+    arguments. ``label_map`` remaps label values after loading. ``regions`` (sigmoid models)
+    lists, per output label, the label values inside that region, nested (e.g. BraTS WT, TC,
+    ET). ``unknown`` (partial labels, needs ``regions``) lists, per output label, the label
+    values where that region is not labelled by this source: the loss ignores those voxels for
+    that output channel, and validation scores a region only where its negatives are known
+    (``0`` not in its ``unknown``) and it has positive values. Example, a binary tumour-core
+    mask (1) whose enclosed holes are 2: ``regions: [[1, 2], [1], []]``, ``unknown: [[0], [2],
+    [1, 2]]`` (WT is 1 inside the mask, unknown outside; TC is the mask; ET is 0 outside the
+    mask, unknown inside). ``inputs`` maps model input names to the dataset's image names.
+    """
+
+    name: str
+    reader: Reader
+    root: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    label_map: dict[int, int] = field(default_factory=dict)
+    regions: tuple[tuple[int, ...], ...] | None = None
+    unknown: tuple[tuple[int, ...], ...] | None = None
+    inputs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def partial(self) -> bool:
+        """True when some region is unknown somewhere (partial labels)."""
+        return self.unknown is not None and any(self.unknown)
+
+    def evaluated_regions(self) -> tuple[bool, ...] | None:
+        """Per region, whether validation scores it (None: every label, no regions)."""
+        if self.regions is None:
+            return None
+        unknown = self.unknown or ((),) * len(self.regions)
+        return tuple(
+            bool(values) and 0 not in missing
+            for values, missing in zip(self.regions, unknown, strict=True)
+        )
+
+    def check(self, key: str) -> None:
+        if not self.name or not all(c.isalnum() or c in "-_" for c in self.name):
+            raise ConfigError(f"{key}.name", f"must be letters, digits, - or _, got {self.name!r}")
+        _check_labels(self.label_map, self.regions, self.unknown, key)
+        _check_reader(self.reader, self.options, key)
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the cases are and how to read them.
+    """Where the cases are and how to read them: one source (``reader``, ``root``, ...) or
+    several (``sources``).
 
     ``reader`` names a dataset layout (``READERS``); ``options`` are that reader's keyword
     arguments (e.g. ``patterns`` and ``label_pattern`` for ``brats``, ``image_pattern`` and
@@ -125,54 +192,130 @@ class DataConfig:
     values after loading (e.g. ``{2: 1}`` merges left and right lung; ``0`` drops a value).
     ``regions`` (sigmoid models) lists, per output label, the label values it covers, nested
     (each region inside the previous one, e.g. BraTS WT, TC, ET); without it the label value
-    ``c`` is region ``c`` and ``label >= c`` its target. ``inputs`` maps model input names to
-    the dataset's image names where they differ. ``root`` may be omitted with ``synth``: data is
-    then generated in ``<run>/data``. Prepared (resampled, normalised) cases are cached in
-    ``cache_dir`` (default ``<run>/prepared``).
+    ``c`` is region ``c`` and ``label >= c`` its target. ``unknown``: partial labels, see
+    ``SourceConfig``. ``inputs`` maps model input names to the dataset's image names where they
+    differ. ``root`` may be omitted with ``synth``: data is then generated in ``<run>/data``.
+    ``sources`` replaces all of these with a list of ``SourceConfig`` (one per dataset, each
+    with its own reader and label meaning); the split is made over the patients of all of them.
+    Prepared (resampled, normalised) cases are cached in ``cache_dir`` (default
+    ``<run>/prepared``).
     """
 
-    reader: Literal[
-        "brainmetshare", "decathlon", "brats", "pairs", "image_mask_pairs", "ovarian", "dicom"
-    ]
+    reader: Reader | None = None
     root: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     label_map: dict[int, int] = field(default_factory=dict)
     regions: tuple[tuple[int, ...], ...] | None = None
+    unknown: tuple[tuple[int, ...], ...] | None = None
     inputs: dict[str, str] = field(default_factory=dict)
+    sources: tuple[SourceConfig, ...] = ()
     split: SplitConfig = field(default_factory=SplitConfig)
     synth: SynthConfig | None = None
     cache_dir: str | None = None
 
+    def source_list(self) -> tuple[SourceConfig, ...]:
+        """The sources; a single-source section is one source named ``data``."""
+        if self.sources:
+            return self.sources
+        assert self.reader is not None  # checked
+        single = SourceConfig(
+            "data",
+            self.reader,
+            self.root,
+            self.options,
+            self.label_map,
+            self.regions,
+            self.unknown,
+            self.inputs,
+        )
+        return (single,)
+
+    def source(self, name: str | None) -> SourceConfig:
+        """The source called ``name`` (None: the single source)."""
+        sources = self.source_list()
+        if name is None and len(sources) == 1:
+            return sources[0]
+        for source in sources:
+            if source.name == name:
+                return source
+        raise KeyError(f"no data source {name!r}; sources: {[s.name for s in sources]}")
+
+    @property
+    def partial(self) -> bool:
+        """True when a source has partial labels."""
+        return any(source.partial for source in self.source_list())
+
     def check(self, key: str) -> None:
+        if self.sources:
+            single = [
+                name
+                for name in ("reader", "root", "regions", "unknown", "synth")
+                if getattr(self, name) is not None
+            ]
+            single += [n for n in ("options", "label_map", "inputs") if getattr(self, n)]
+            if single:
+                raise ConfigError(
+                    f"{key}.{single[0]}", "give it per source when data.sources is used"
+                )
+            names = [source.name for source in self.sources]
+            if len(set(names)) != len(names):
+                raise ConfigError(f"{key}.sources", f"source names must differ, got {names}")
+            for n, source in enumerate(self.sources):
+                if source.root is None:
+                    raise ConfigError(f"{key}.sources[{n}].root", "is required")
+            return
+        if self.reader is None:
+            raise ConfigError(f"{key}.reader", "is required (or give data.sources)")
         if self.root is None and self.synth is None:
             raise ConfigError(f"{key}.root", "is required (or give data.synth to generate data)")
-        for source, target in self.label_map.items():
-            if not (0 <= source <= 255 and 0 <= target <= 255):
-                raise ConfigError(
-                    f"{key}.label_map.{source}", f"values must be 0-255, got {source}: {target}"
-                )
-        if self.regions is not None and not all(self.regions):
-            raise ConfigError(f"{key}.regions", "every region needs at least one label value")
-        import Training.data  # lazy: pulls in the image readers
+        _check_labels(self.label_map, self.regions, self.unknown, key)
+        _check_reader(self.reader, self.options, key)
 
-        reader = getattr(Training.data, READERS[self.reader])
-        parameters = inspect.signature(reader).parameters
-        allowed = [name for name in parameters if name != "root"]
-        for name in self.options:
-            if name not in allowed:
+
+def _check_labels(
+    label_map: Mapping[int, int],
+    regions: tuple[tuple[int, ...], ...] | None,
+    unknown: tuple[tuple[int, ...], ...] | None,
+    key: str,
+) -> None:
+    for source, target in label_map.items():
+        if not (0 <= source <= 255 and 0 <= target <= 255):
+            raise ConfigError(
+                f"{key}.label_map.{source}", f"values must be 0-255, got {source}: {target}"
+            )
+    if unknown is not None:
+        if regions is None:
+            raise ConfigError(f"{key}.unknown", "needs regions (partial labels are per region)")
+        if len(unknown) != len(regions):
+            raise ConfigError(f"{key}.unknown", f"needs one list per region ({len(regions)})")
+        for n, (values, missing) in enumerate(zip(regions, unknown, strict=True)):
+            if set(values) & set(missing):
                 raise ConfigError(
-                    f"{key}.options.{name}",
-                    f"is not an option of the {self.reader!r} reader; options: {allowed}",
+                    f"{key}.unknown[{n}]", f"{sorted(set(values) & set(missing))} are in the region"
                 )
-        needed = [
-            name
-            for name, parameter in parameters.items()
-            if name != "root"
-            and parameter.default is inspect.Parameter.empty
-            and name not in self.options
-        ]
-        if needed:
-            raise ConfigError(f"{key}.options", f"the {self.reader!r} reader needs {needed}")
+    elif regions is not None and not all(regions):
+        raise ConfigError(f"{key}.regions", "every region needs at least one label value")
+
+
+def _check_reader(reader: str, options: Mapping[str, Any], key: str) -> None:
+    import Training.data  # lazy: pulls in the image readers
+
+    function = getattr(Training.data, READERS[reader])
+    parameters = inspect.signature(function).parameters
+    allowed = [name for name in parameters if name != "root"]
+    for name in options:
+        if name not in allowed:
+            raise ConfigError(
+                f"{key}.options.{name}",
+                f"is not an option of the {reader!r} reader; options: {allowed}",
+            )
+    needed = [
+        name
+        for name, parameter in parameters.items()
+        if name != "root" and parameter.default is inspect.Parameter.empty and name not in options
+    ]
+    if needed:
+        raise ConfigError(f"{key}.options", f"the {reader!r} reader needs {needed}")
 
 
 @dataclass(frozen=True)
@@ -409,9 +552,23 @@ class BiasFieldConfig:
 
 @dataclass(frozen=True)
 class ModalityDropoutConfig:
-    """Zero a random non-empty proper subset of the input channels (multi-input models)."""
+    """Zero a random non-empty proper subset of the input channels (multi-input models);
+    ``keep_one_of`` (input names) are never all dropped (e.g. ``[t1c, flair]``)."""
 
     p: float = 0.0
+    keep_one_of: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ResolutionConfig:
+    """Thick-slice simulation: average along one of ``axes`` down by a factor from ``range``
+    and interpolate back (linear); ``per_channel``: each channel is degraded with probability
+    1/2 and its own factor instead of all channels together."""
+
+    p: float = 0.0
+    axes: tuple[Axis, ...] = ("z",)
+    range: tuple[float, float] = (1.5, 3.5)
+    per_channel: bool = False
 
 
 @dataclass(frozen=True)
@@ -427,12 +584,15 @@ class AugmentationConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     bias_field: BiasFieldConfig = field(default_factory=BiasFieldConfig)
     modality_dropout: ModalityDropoutConfig = field(default_factory=ModalityDropoutConfig)
+    resolution: ResolutionConfig = field(default_factory=ResolutionConfig)
 
     def check(self, key: str) -> None:
         for name in (f.name for f in dataclasses.fields(self) if f.name != "enabled"):
             _fraction(getattr(self, name).p, f"{key}.{name}.p")
         _non_negative(self.rotation.degrees, f"{key}.rotation.degrees")
-        for name in ("scale", "gamma"):
+        if not self.resolution.range[0] >= 1.0 or not self.resolution.axes:
+            raise ConfigError(f"{key}.resolution", "needs factors >= 1 and at least one axis")
+        for name in ("scale", "gamma", "resolution"):
             low, high = getattr(self, name).range
             if not 0.0 < low <= high:
                 raise ConfigError(f"{key}.{name}.range", f"needs 0 < low <= high, got {low, high}")
@@ -507,6 +667,10 @@ def config_from_dict(data: Any, base_dir: str | Path | None = None) -> TrainConf
             data_section,
             root=_absolute(data_section.root, base),
             cache_dir=_absolute(data_section.cache_dir, base),
+            sources=tuple(
+                dataclasses.replace(source, root=_absolute(source.root, base))
+                for source in data_section.sources
+            ),
         )
     config = dataclasses.replace(config, model=model, data=data_section)
     _check_consistency(config)
@@ -556,6 +720,9 @@ def _check_consistency(config: TrainConfig) -> None:
         raise ConfigError(f"{key}.z", f"2D models use z = 1, got {patch[2]}")
     if dims == 2 and "z" in config.augmentation.flip.axes:
         raise ConfigError("augmentation.flip.axes", "a 2D model has no z axis to flip")
+    resolution = config.augmentation.resolution
+    if dims == 2 and resolution.p > 0 and "z" in resolution.axes:
+        raise ConfigError("augmentation.resolution.axes", "a 2D model has no z axis")
     loss = config.training.loss
     if loss.name in SOFTMAX_LOSSES and config.activation != "softmax":
         raise ConfigError("training.loss.name", f"{loss.name!r} needs a softmax model output")
@@ -571,20 +738,29 @@ def _check_consistency(config: TrainConfig) -> None:
             raise ConfigError(
                 f"training.loss.{name}", f"needs {n_out} values (one per output channel)"
             )
-    regions = config.data.regions
-    if regions is not None:
-        if config.activation != "sigmoid":
-            raise ConfigError("data.regions", "applies to sigmoid models only")
-        if len(regions) != len(config.model["labels"]):
-            raise ConfigError(
-                "data.regions", f"needs one region per model label ({len(config.model['labels'])})"
-            )
+    sources = config.data.source_list()
+    for n, source in enumerate(sources):
+        key = f"data.sources[{n}]" if config.data.sources else "data"
+        if source.regions is not None:
+            if config.activation != "sigmoid":
+                raise ConfigError(f"{key}.regions", "applies to sigmoid models only")
+            if len(source.regions) != len(config.model["labels"]):
+                raise ConfigError(
+                    f"{key}.regions",
+                    f"needs one region per model label ({len(config.model['labels'])})",
+                )
+        foreign = set(source.inputs) - {entry["name"] for entry in config.model["inputs"]}
+        if foreign:
+            raise ConfigError(f"{key}.inputs", f"{sorted(foreign)} are not model input names")
     n_inputs = len(config.model["inputs"])
-    unknown = set(config.data.inputs) - {entry["name"] for entry in config.model["inputs"]}
-    if unknown:
-        raise ConfigError("data.inputs", f"{sorted(unknown)} are not model input names")
     if config.augmentation.modality_dropout.p > 0 and n_inputs < 2:
         raise ConfigError("augmentation.modality_dropout.p", "needs a model with >= 2 inputs")
+    names = [entry["name"] for entry in config.model["inputs"]]
+    for name in config.augmentation.modality_dropout.keep_one_of:
+        if name not in names:
+            raise ConfigError(
+                "augmentation.modality_dropout.keep_one_of", f"{name!r} is not a model input"
+            )
 
 
 # ----------------------------------------------------------------------------- generic

@@ -1,10 +1,11 @@
 """Training patches from prepared cases: case storage, patch sampling, the torch dataset.
 
 A prepared case is a ``TrainingCase``: image ``(C, K, J, I)`` float32 on the model grid (2D
-images have ``K = 1``), label ``(K, J, I)`` uint8, and a sample of voxel positions per present
-class for class-balanced sampling. Cases live on disk (``save_training_case``) and are opened
-memory-mapped when a patch needs them (``DiskCases``), through a small per-process LRU cache,
-so a dataset is never held in RAM.
+images have ``K = 1``), label ``(K, J, I)`` uint8, a sample of voxel positions per present
+class for class-balanced sampling and, for partially labelled cases, which voxels of each
+output region are labelled (``known``, ``(R, K, J, I)`` uint8). Cases live on disk
+(``save_training_case``) and are opened memory-mapped when a patch needs them (``DiskCases``),
+through a small per-process LRU cache, so a dataset is never held in RAM.
 
 Reproducibility by construction: sample ``n`` of a run (``n = (step * world_size + rank) *
 batch_size + b``) is drawn from ``numpy.random.default_rng([seed, n])`` only, and the case it
@@ -54,6 +55,9 @@ class TrainingCase:
             region index, region ``c`` = ``label >= c``).
         spacing: voxel size (I, J, K) in mm.
         locations: class value -> ``(n, 3)`` int32 voxel positions (k, j, i) of that class.
+        known: partial labels: ``(R, K, J, I)`` uint8, 1 where output region ``r`` is labelled
+            (sigmoid channel ``r``); None when every region is labelled everywhere.
+        source: name of the data source (``data.sources``), None for single-source data.
     """
 
     case_id: str
@@ -61,12 +65,21 @@ class TrainingCase:
     label: np.ndarray
     spacing: tuple[float, float, float]
     locations: dict[int, np.ndarray]
+    known: np.ndarray | None = None
+    source: str | None = None
 
     def __post_init__(self) -> None:
         if self.image.ndim != 4 or self.label.shape != self.image.shape[1:]:
             raise ValueError(
                 f"case {self.case_id}: image {self.image.shape} must be (C, K, J, I) and label "
                 f"{self.label.shape} (K, J, I)"
+            )
+        if self.known is not None and (
+            self.known.ndim != 4 or self.known.shape[1:] != self.label.shape
+        ):
+            raise ValueError(
+                f"case {self.case_id}: known {self.known.shape} must be (R, K, J, I) with (K, J, "
+                f"I) = {self.label.shape}"
             )
 
 
@@ -86,15 +99,33 @@ def class_locations(label: np.ndarray, max_per_class: int = MAX_LOCATIONS) -> di
 
 
 def make_training_case(
-    case_id: str, image: np.ndarray, label: np.ndarray, spacing: Sequence[float]
+    case_id: str,
+    image: np.ndarray,
+    label: np.ndarray,
+    spacing: Sequence[float],
+    *,
+    known: np.ndarray | None = None,
+    source: str | None = None,
 ) -> TrainingCase:
-    """``TrainingCase`` from arrays; 2D ``(C, J, I)`` / ``(J, I)`` become ``K = 1``."""
+    """``TrainingCase`` from arrays; 2D ``(C, J, I)`` / ``(J, I)`` (and ``known`` ``(R, J,
+    I)``) become ``K = 1``."""
     image = np.asarray(image, dtype=np.float32)
     label = np.asarray(label, dtype=np.uint8)
+    if known is not None:
+        known = np.asarray(known, dtype=np.uint8)
+        known = known[:, None] if known.ndim == 3 and label.ndim == 2 else known
     if image.ndim == 3 and label.ndim == 2:
         image, label = image[:, None], label[None]
     x, y, *z = (float(s) for s in spacing)
-    return TrainingCase(case_id, image, label, (x, y, z[0] if z else 1.0), class_locations(label))
+    return TrainingCase(
+        case_id,
+        image,
+        label,
+        (x, y, z[0] if z else 1.0),
+        class_locations(label),
+        known,
+        source,
+    )
 
 
 # ----------------------------------------------------------------------------- storage
@@ -102,7 +133,7 @@ def make_training_case(
 
 def save_training_case(folder: str | Path, case: TrainingCase) -> Path:
     """Write ``case`` as ``<folder>/<case_id>/`` (image.npy, label.npy, locations.npz,
-    case.json), atomically: a complete folder or none."""
+    case.json, and known.npy for partial labels), atomically: a complete folder or none."""
     dest = Path(folder) / case.case_id
     staging = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.partial")
     staging.mkdir(parents=True)
@@ -110,7 +141,11 @@ def save_training_case(folder: str | Path, case: TrainingCase) -> Path:
         np.save(staging / "image.npy", np.ascontiguousarray(case.image, dtype=np.float32))
         np.save(staging / "label.npy", np.ascontiguousarray(case.label, dtype=np.uint8))
         np.savez(staging / "locations.npz", **{str(k): v for k, v in case.locations.items()})
-        meta = {"case_id": case.case_id, "spacing": list(case.spacing)}
+        if case.known is not None:
+            np.save(staging / "known.npy", np.ascontiguousarray(case.known, dtype=np.uint8))
+        meta: dict[str, object] = {"case_id": case.case_id, "spacing": list(case.spacing)}
+        if case.source is not None:
+            meta["source"] = case.source
         (staging / "case.json").write_text(json.dumps(meta))
         if dest.exists():
             shutil.rmtree(dest)
@@ -128,12 +163,15 @@ def load_training_case(folder: str | Path, mmap: bool = True) -> TrainingCase:
     mode = "r" if mmap else None
     with np.load(folder / "locations.npz") as stored:
         locations = {int(k): stored[k] for k in stored.files}
+    known_path = folder / "known.npy"
     return TrainingCase(
         meta["case_id"],
         np.load(folder / "image.npy", mmap_mode=mode),
         np.load(folder / "label.npy", mmap_mode=mode),
         tuple(meta["spacing"]),
         locations,
+        np.load(known_path, mmap_mode=mode) if known_path.is_file() else None,
+        meta.get("source"),
     )
 
 
@@ -205,6 +243,8 @@ class PatchSampler:
         spatial_dims: 3 or 2.
         sampling: foreground oversampling and the background rule (``SamplingConfig``).
         augmentation: ``None`` for plain crops.
+        input_names: the model's input names in channel order (they resolve
+            ``modality_dropout.keep_one_of``).
     """
 
     def __init__(
@@ -213,6 +253,7 @@ class PatchSampler:
         spatial_dims: int,
         sampling: SamplingConfig,
         augmentation: AugmentationConfig | None = None,
+        input_names: Sequence[str] = (),
     ) -> None:
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
@@ -220,11 +261,22 @@ class PatchSampler:
         self.patch = tuple(int(p) for p in reversed(tuple(patch_size)[:spatial_dims]))
         self.sampling = sampling
         self.augmentation = augmentation
+        names = list(input_names)
+        kept = augmentation.modality_dropout.keep_one_of if augmentation else ()
+        self.keep_one_of = tuple(names.index(name) for name in kept)
 
     def sample(
         self, case: TrainingCase, rng: np.random.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns image ``(C, *P)`` float32 and label ``(*P)`` uint8, array order."""
+        image, label, _ = self.draw(case, rng)
+        return image, label
+
+    def draw(
+        self, case: TrainingCase, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """As ``sample``, plus the patch of ``case.known`` (``(R, *P)`` uint8, 0 outside the
+        case; None for a fully labelled case)."""
         use_foreground = bool(case.locations) and rng.random() < self.sampling.foreground_oversample
         limit = self.sampling.max_background
         tries = self.sampling.tries if limit is not None else 1
@@ -240,10 +292,14 @@ class PatchSampler:
                 break
         assert best is not None
         _, k, centre, transform, label = best
+        known = None
+        if case.known is not None:
+            volume = case.known if self.spatial_dims == 3 else case.known[:, k]
+            known = warp(volume, centre, self.patch, transform, "nearest").to(torch.uint8)
         image = warp(self._image(case, k), centre, self.patch, transform, "bilinear")
         if self.augmentation is not None:
-            image = augment_intensity(image, rng, self.augmentation)
-        return image, label[0].to(torch.uint8)
+            image = augment_intensity(image, rng, self.augmentation, self.keep_one_of)
+        return image, label[0].to(torch.uint8), known
 
     def _image(self, case: TrainingCase, k: int) -> np.ndarray:
         return case.image if self.spatial_dims == 3 else case.image[:, k]
@@ -288,11 +344,18 @@ def case_order(seed: int, n_cases: int, index: int) -> int:
 class PatchDataset(Dataset):
     """Map-style dataset: item ``n`` is training sample ``n`` (any non-negative integer).
 
-    Returns ``(image (C, *P) float32, label (*P) uint8)``. Use with ``StepBatchSampler``.
+    Returns ``(image (C, *P) float32, label (*P) uint8)``, and with ``known_channels`` (partial
+    labels) also ``known (known_channels, *P) uint8`` (all ones for a fully labelled case).
+    Use with ``StepBatchSampler``.
     """
 
     def __init__(
-        self, cases: CaseSource, sampler: PatchSampler, seed: int, cache_size: int = 8
+        self,
+        cases: CaseSource,
+        sampler: PatchSampler,
+        seed: int,
+        cache_size: int = 8,
+        known_channels: int | None = None,
     ) -> None:
         if len(cases) == 0:
             raise ValueError("no training cases")
@@ -300,11 +363,17 @@ class PatchDataset(Dataset):
         self.n_cases = len(cases)
         self.sampler = sampler
         self.seed = int(seed)
+        self.known_channels = known_channels
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         rng = np.random.default_rng([self.seed, int(index)])
         case = self.cache.get(case_order(self.seed, self.n_cases, index))
-        return self.sampler.sample(case, rng)
+        if self.known_channels is None:
+            return self.sampler.sample(case, rng)
+        image, label, known = self.sampler.draw(case, rng)
+        if known is None:
+            known = torch.ones((self.known_channels, *label.shape), dtype=torch.uint8)
+        return image, label, known
 
 
 class StepBatchSampler(Sampler[list[int]]):

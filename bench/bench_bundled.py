@@ -59,7 +59,7 @@ def run_once(model: str, inputs: list[Path], out: Path) -> dict[str, float]:
     summary = out / "summary.json"
     command = [sys.executable, "-m", "unetseg", "segment", "--model", model, "--device", "cpu"]
     command += ["--input", *map(str, inputs), "--output", str(out / "x.seg.nrrd")]
-    command += ["--summary", str(summary)]
+    command += ["--summary", str(summary), "--overwrite"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
     subprocess.run(command, check=True, cwd=REPO, capture_output=True)

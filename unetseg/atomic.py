@@ -1,45 +1,69 @@
 """Atomic file writes: a file is either the old one or the complete new one, never partial.
 
-Data goes to a temporary file in the target's folder, is flushed and fsynced, and replaces the
-target with ``os.replace`` (atomic on POSIX and Windows); then the folder is fsynced so the
-rename survives a power cut. A failure (full disk, exception, kill) leaves the old file as it
-was; the stale temporary file of a killed write is removed by the next write to that name.
+Data goes to a temporary file in the target's folder (hidden, named
+``.<name>.<pid>-<random>.tmp<suffixes of name>`` so that writers which pick the format from the
+suffix still work), is fsynced, and replaces the target with ``os.replace`` (atomic on POSIX
+and Windows); then the folder is fsynced so the rename survives a power cut. A failure (full
+disk, exception, kill) leaves the old file as it was; the temporary file of a killed process
+is removed by the next write to that name (temporaries of running processes are left alone).
+
+``atomic_path`` is the one helper: it hands out the temporary path to any writer (Slicer's
+storage nodes, nibabel, Pillow); ``write_atomically`` writes bytes through it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 #: Bytes per write call.
 CHUNK_BYTES = 1 << 24
 
 
-def write_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Replace ``path`` by a file holding ``data`` (folders created); returns the path."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` (folders created); write the file there.
+
+    When the block ends normally the file is fsynced and renamed to ``path``; when it raises
+    (or the writer created no file) the temporary file is removed and ``path`` is untouched.
+    """
     path = Path(path)
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob(f".{path.name}.*.tmp"):
-        stale.unlink(missing_ok=True)
-    temporary = folder / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    _remove_stale_temporaries(folder, path.name)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    temporary = folder / f".{path.name}.{tag}.tmp{''.join(path.suffixes)}"
     try:
-        view = memoryview(data)
-        for start in range(0, len(view), CHUNK_BYTES):
-            os.write(descriptor, view[start : start + CHUNK_BYTES])
-        os.fsync(descriptor)
-        os.close(descriptor)
-        descriptor = -1
+        yield temporary
+        _fsync_file(temporary)
         os.replace(temporary, path)
     except BaseException:
-        if descriptor >= 0:
-            os.close(descriptor)
         temporary.unlink(missing_ok=True)
         raise
     fsync_folder(folder)
-    return path
+
+
+def write_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Replace ``path`` by a file holding ``data`` (folders created); returns the path."""
+    with atomic_path(path) as temporary:
+        write_new_file(temporary, data)
+    return Path(path)
+
+
+def write_new_file(path: Path, data: bytes) -> None:
+    """Create ``path`` (it must not exist) holding ``data``, written in chunks (not synced).
+    Short writes (a file size limit reached) are continued, so they end in an ``OSError``."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data).cast("B")
+        while view:
+            view = view[os.write(descriptor, view[:CHUNK_BYTES]) :]
+    finally:
+        os.close(descriptor)
 
 
 def fsync_folder(folder: Path) -> None:
@@ -54,3 +78,36 @@ def fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(descriptor)
+
+
+def _fsync_file(path: Path) -> None:
+    """Flush ``path`` to disk (FileNotFoundError when the writer created nothing)."""
+    descriptor = os.open(path, os.O_RDWR if os.name == "nt" else os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _remove_stale_temporaries(folder: Path, name: str) -> None:
+    """Delete temporaries of ``name`` left by processes that no longer run."""
+    for stale in folder.glob(f".{glob.escape(name)}.*.tmp*"):
+        owner = stale.name[len(name) + 2 :].partition(".")[0].partition("-")[0]
+        if owner.isdigit() and _is_running(int(owner)):
+            continue
+        with contextlib.suppress(OSError):
+            stale.unlink()
+
+
+def _is_running(pid: int) -> bool:
+    """True if process ``pid`` exists (always True on Windows, where probing could kill it;
+    a temporary still open there cannot be deleted anyway)."""
+    if pid == os.getpid() or os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -13,12 +13,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from unetseg.exits import debug_option, run_command
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unetseg", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    common = [debug_option()]
 
-    segment = commands.add_parser("segment", help="segment one case (files or DICOM folders)")
+    segment = commands.add_parser(
+        "segment", parents=common, help="segment one case (files or DICOM folders)"
+    )
     segment.add_argument("--model", required=True, help="model id or model folder")
     segment.add_argument(
         "--input",
@@ -39,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     segment.add_argument(
         "--preview", type=Path, help="also write an overlay montage of the result (.png)"
     )
+    segment.add_argument(
+        "--overwrite", action="store_true", help="replace output files that already exist"
+    )
     segment.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     segment.add_argument("--overlap", type=float, help="window overlap (default: the model's)")
     segment.add_argument(
@@ -48,17 +56,21 @@ def _parser() -> argparse.ArgumentParser:
         "faster, approximate (some voxels may be labelled differently)",
     )
 
-    models = commands.add_parser("models", help="list the available model packages")
+    models = commands.add_parser("models", parents=common, help="list the available model packages")
     models.add_argument("--path", nargs="*", type=Path, help="extra model folders to search")
     models.add_argument("--json", action="store_true", help="machine-readable output")
 
-    sample = commands.add_parser("sample", help="list or copy the bundled real sample images")
+    sample = commands.add_parser(
+        "sample", parents=common, help="list or copy the bundled real sample images"
+    )
     sample.add_argument("ids", nargs="*", metavar="ID", help="samples to copy (default: all)")
     sample.add_argument("--list", action="store_true", help="list the samples and exit")
     sample.add_argument("--out", type=Path, help="copy the samples into this folder")
 
     demo = commands.add_parser(
-        "demo", help="segment every bundled sample with its bundled model (.seg.nrrd, PNG, JSON)"
+        "demo",
+        parents=common,
+        help="segment every bundled sample with its bundled model (.seg.nrrd, PNG, JSON)",
     )
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
     demo.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -91,6 +103,7 @@ def _segment(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         fast=args.fast,
         overrides=_overrides(args.map),
+        overwrite=args.overwrite,
     )
     _print_report(report)
     return 0
@@ -109,6 +122,8 @@ def _print_report(report: dict) -> None:
         print(f"  not used: {source}")
     for name in report["missing_optional_inputs"]:
         print(f"  input {name}: MISSING (optional; result flagged)")
+    for warning in report["warnings"]:
+        print(f"  warning: {warning}")
     for segment in report["statistics"]["segments"]:
         print(f"  {segment['name']}: {formatSize(segment)}")
     if "lesions" in report["statistics"]:
@@ -170,15 +185,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit code (errors print one clear message)."""
+    """Entry point; returns the process exit code (see ``unetseg.exits``: errors print one
+    line and give 2, SIGINT/SIGTERM give 130)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
     handler = {"segment": _segment, "models": _models, "sample": _sample, "demo": _demo}[
         args.command
     ]
-    try:
-        return handler(args)
-    except (ValueError, RuntimeError, OSError) as error:
-        message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
-        print(f"unetseg {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    return run_command(f"unetseg {args.command}", lambda: handler(args), debug=args.debug)

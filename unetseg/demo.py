@@ -3,7 +3,8 @@
 For each sample of ``unetseg.sampledata`` the demo runs the model the sample is meant for
 (through the same host logic as the Slicer modules) and writes, under the output folder,
 ``<sample>.seg.nrrd``, ``<sample>.png`` (overlay montage) and ``<sample>.json`` (matched inputs,
-volumes, timings), plus ``summary.json`` for all samples.
+volumes, timings), plus ``summary.json`` for all samples. Running it again replaces these files
+(atomically, as every output); other files in the folder are never touched.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def run_demo(out: str | Path, device: str = "auto") -> list[dict[str, Any]]:
             preview=out / f"{sample.id}.png",
             device=device,
             overrides={item.input: item.path for item in sample.files},
+            overwrite=True,  # the demo's own files, named after the samples
         )
         for segment in report["statistics"]["segments"]:
             print(f"  {segment['name']}: {formatSize(segment)}")

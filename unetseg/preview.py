@@ -72,11 +72,17 @@ def overlay_montage(
 
 
 def write_overlay_montage(path: str | Path, *args: object, **kwargs: object) -> Path:
-    """``overlay_montage(*args, **kwargs)`` saved as PNG at ``path`` (folders created)."""
+    """``overlay_montage(*args, **kwargs)`` saved as PNG at ``path`` (folders created,
+    written atomically)."""
+    return write_atomically(path, overlay_montage_png(*args, **kwargs))
+
+
+def overlay_montage_png(*args: object, **kwargs: object) -> bytes:
+    """``overlay_montage(*args, **kwargs)`` as the bytes of a PNG file."""
     buffer = io.BytesIO()
     montage = overlay_montage(*args, **kwargs)  # type: ignore[arg-type]
     montage.save(buffer, format="PNG")
-    return write_atomically(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def _window(image: np.ndarray) -> tuple[float, float]:

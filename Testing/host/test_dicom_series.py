@@ -177,16 +177,16 @@ def test_ct_rescale_gives_hounsfield_units(tmp_path, slope, intercept):
     np.testing.assert_array_equal(array, _pydicomStack(paths))
 
 
-def test_missing_slice_is_reported_but_loads(tmp_path):
+def test_missing_slice_refuses_to_load(tmp_path):
     paths = writeDicomSeries(tmp_path, _ramp((5, 4, 4)), spacing=(1.0, 1.0, 2.0))
     paths[2].unlink()
     (series,) = discoverSeries(tmp_path)
-    assert any("non-uniform slice spacing" in w for w in series.warnings)
-    array, _ = loadSeries(series)
-    assert array.shape == (4, 4, 4)
+    assert any("non-uniform slice spacing" in e for e in series.errors)
+    with pytest.raises(ValueError, match="missing slices"):
+        loadSeries(series)
 
 
-def test_without_positions_sorts_by_instance_number(tmp_path):
+def test_without_positions_sorts_by_instance_number_but_refuses_to_load(tmp_path):
     volume = _ramp((4, 3, 3))
     paths = writeDicomSeries(
         tmp_path,
@@ -196,10 +196,11 @@ def test_without_positions_sorts_by_instance_number(tmp_path):
     )
     (series,) = discoverSeries(tmp_path)
     assert list(series.files) == [paths[3], paths[1], paths[2], paths[0]]
-    assert any("InstanceNumber" in w for w in series.warnings)
+    with pytest.raises(ValueError, match="missing or invalid on 4 of 4 slices"):
+        loadSeries(series)
 
 
-def test_inconsistent_orientation_is_reported(tmp_path):
+def test_inconsistent_orientation_refuses_to_load(tmp_path):
     uid = pydicom.uid.generate_uid()
     writeDicomSeries(tmp_path, _ramp((2, 4, 4)), seriesUID=uid)
     writeDicomSeries(
@@ -210,7 +211,7 @@ def test_inconsistent_orientation_is_reported(tmp_path):
         direction=rotationMatrix((0.0, 0.0, 1.0), 10.0),
     )
     (series,) = discoverSeries(tmp_path)
-    assert any("ImageOrientationPatient" in w for w in series.warnings)
+    assert any("ImageOrientationPatient" in e for e in series.errors)
 
 
 def test_mixed_sizes_refuse_to_load(tmp_path):

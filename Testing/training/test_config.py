@@ -30,7 +30,8 @@ def _with(path: str, value):
 def test_shipped_configs_are_valid(path):
     config = load_config(path)
     assert config.name
-    assert Path(config.data.root).is_absolute() if config.data.root else config.data.synth
+    roots = [source.root for source in config.data.source_list() if source.root]
+    assert all(Path(root).is_absolute() for root in roots) and (roots or config.data.synth)
     assert config.model["network"]["in_channels"] == len(config.model["inputs"])
     assert config_from_dict(config.to_dict()) == config  # the resolved config round-trips
 

@@ -94,8 +94,6 @@ def export_run(
     """
     import copy
 
-    from safetensors import SafetensorError
-
     from Training.config import config_from_dict
     from Training.loop.checkpoint import load_checkpoint
     from Training.loop.trainer import BEST, CHECKPOINT_FORMAT, LAST
@@ -111,10 +109,7 @@ def export_run(
         if checkpoint == "best" and (run_dir / "checkpoints" / LAST).is_file():
             hint = " (no validation has run yet: use --checkpoint last)"
         raise FileNotFoundError(f"checkpoint {path} not found{hint}")
-    try:
-        tree = load_checkpoint(path)
-    except SafetensorError as error:
-        raise ValueError(f"{path} is not a readable training checkpoint: {error}") from None
+    tree = load_checkpoint(path)  # CheckpointError (a ValueError) when damaged
     if tree.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a UNetSeg training checkpoint")
     config = config_from_dict(tree["config"])
@@ -167,7 +162,7 @@ def provenance(
     saved = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.UTC)
     steps = int(state["step"])
     return {
-        "datasets": [_dataset_name(config)],
+        "datasets": _dataset_names(config),
         "provenance": (
             f"Trained with UNetSeg Training (python -m Training train), config "
             f"{config.name!r}, run {run_dir.name}; {checkpoint} checkpoint at step {steps} of "
@@ -195,12 +190,16 @@ def _validation_row(state: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _dataset_name(config: TrainConfig) -> str:
+def _dataset_names(config: TrainConfig) -> list[str]:
     data = config.data
     if data.synth is not None and data.root is None:
         synth = data.synth
-        return (
+        return [
             f"synthetic {synth.task} phantoms (Training.synth, {synth.cases} cases, "
             f"seed {synth.seed})"
-        )
-    return f"{Path(data.root or '').name} ({data.reader} layout)"
+        ]
+    return [
+        f"{Path(source.root or '').name} ({source.reader} layout"
+        f"{', partial labels' if source.partial else ''})"
+        for source in data.source_list()
+    ]

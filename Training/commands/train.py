@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train or resume. Bad configs, data or run folders print one line and give 2 (other
+    errors go to ``Training.cli``'s policy); a run stopped by SIGINT/SIGTERM saves ``last``
+    and gives 130."""
     import dataclasses
     import sys
     from pathlib import Path
@@ -83,4 +86,7 @@ def run(args: argparse.Namespace) -> int:
         f"{summary['steps']}/{summary['total_steps']} steps in {summary['elapsed_s']:.0f} s; "
         f"best validation Dice {'n/a' if best is None else f'{best:.4f}'}; run folder {run_dir}"
     )
+    if summary.get("interrupted"):  # SIGINT/SIGTERM: 'last' was saved after the step
+        print(f"interrupted: continue with --resume {run_dir}", file=sys.stderr)
+        return 130
     return 0

@@ -26,7 +26,7 @@ from Training.data.layouts import (
 )
 from Training.data.loading import load_case
 from Training.data.records import CaseRecord, DatasetError
-from Training.data.splits import Split, kfold, split_cases
+from Training.data.splits import Split, fixed_split, kfold, split_cases
 
 __all__ = [
     "BRAINMETSHARE_INPUTS",
@@ -43,6 +43,7 @@ __all__ = [
     "DatasetError",
     "Split",
     "decathlon_labels",
+    "fixed_split",
     "kfold",
     "labels_to_regions",
     "load_case",

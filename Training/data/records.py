@@ -27,6 +27,8 @@ class CaseRecord:
         label_map: label value remapping applied on loading (values not listed are kept).
         split: name of the split folder the case came from (BrainMetShare ``train``/``test``),
             or of the dataset part (``"training"``/``"test"``); None when the layout has none.
+        source: name of the data source (``data.sources``) the case belongs to; None for
+            single-source data.
     """
 
     case_id: str
@@ -37,6 +39,7 @@ class CaseRecord:
     series_files: Mapping[str, tuple[Path, ...]] = field(default_factory=dict)
     label_map: Mapping[int, int] | None = None
     split: str | None = None
+    source: str | None = None
 
     @property
     def has_label(self) -> bool:

@@ -1,4 +1,5 @@
-"""Patient-level dataset splits: train/val, train/val/test and k-fold, deterministic per seed.
+"""Patient-level dataset splits: train/val, train/val/test and k-fold, deterministic per seed,
+or fixed patient lists.
 
 All cases of a patient (same ``patient_id``) land in the same part. Inference-only records
 (``has_label == False``) are left out: they are never used for training or validation.
@@ -115,3 +116,23 @@ def kfold(records: Sequence[CaseRecord], k: int = 5, seed: int = 0) -> list[Spli
         )
         for i in range(k)
     ]
+
+
+def fixed_split(
+    records: Sequence[CaseRecord], val_patients: Sequence[str], test_patients: Sequence[str] = ()
+) -> Split:
+    """Validation and test parts made of the named patients (patient ids), training of the
+    others.
+
+    Raises:
+        ValueError: a named patient without labelled cases, or no patient left for training.
+    """
+    _, groups = _patients(records, 0)
+    named = [*val_patients, *test_patients]
+    missing = sorted(set(named) - set(groups))
+    if missing:
+        raise ValueError(f"patients {missing} have no labelled cases (known: {sorted(groups)})")
+    train = [patient for patient in groups if patient not in named]
+    if not train:
+        raise ValueError("every patient is in the validation or test part: none left to train")
+    return Split(_take(train, groups), _take(val_patients, groups), _take(test_patients, groups))

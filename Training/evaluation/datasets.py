@@ -29,7 +29,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from Training.config import ConfigError, DataConfig, data_config_from_dict, load_config
+from Training.config import (
+    ConfigError,
+    DataConfig,
+    SourceConfig,
+    data_config_from_dict,
+    load_config,
+)
 from Training.data import (
     BRAINMETSHARE_INPUTS,
     BRATS_2015_LABEL_PATTERN,
@@ -257,12 +263,16 @@ def _holds_dicom(folder: Path) -> bool:
 
 
 def reference_labels(
-    label: np.ndarray, data: DataConfig, manifest: Mapping[str, Any], case_id: str
+    label: np.ndarray,
+    data: DataConfig | SourceConfig,
+    manifest: Mapping[str, Any],
+    case_id: str,
 ) -> np.ndarray:
     """Reference label map in the model's label values.
 
     ``data.label_map`` is applied first; for sigmoid models ``data.regions`` then turns the
     labels into the nested region index (region ``c`` = ``result >= c``), as in training.
+    ``data`` is a single-source data section or the case's source.
 
     Raises:
         DatasetError: regions given for a softmax model, regions not nested, or label values
@@ -297,7 +307,7 @@ def reference_labels(
 def model_inputs(
     images: Mapping[str, np.ndarray],
     record: CaseRecord,
-    data: DataConfig,
+    data: DataConfig | SourceConfig,
     manifest: Mapping[str, Any],
 ) -> list[np.ndarray | None]:
     """One array per model input, in manifest order (None for an absent optional input).

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from unetseg.atomic import write_atomically
+
 #: Columns of the mean-metrics table: (metric, title, unit suffix).
 SUMMARY_COLUMNS = (
     ("dice", "Dice", ""),
@@ -55,9 +57,10 @@ def write_report(out_dir: str | Path, result: Mapping[str, Any]) -> tuple[Path, 
     out = Path(out_dir)
     blocks = report_blocks(result)
     markdown = out / "report.md"
-    markdown.write_text(to_markdown(blocks), encoding="utf-8")
+    write_atomically(markdown, to_markdown(blocks).encode("utf-8"))
     page = out / "report.html"
-    page.write_text(to_html(blocks, out, str(result["model"]["title"])), encoding="utf-8")
+    html_text = to_html(blocks, out, str(result["model"]["title"]))
+    write_atomically(page, html_text.encode("utf-8"))
     return markdown, page
 
 
@@ -175,7 +178,7 @@ def _case_table(result: Mapping[str, Any], names: Mapping[str, str]) -> Table:
     for case in ordered:
         metrics = case["metrics"]
         cells = [case["case_id"], _number(metrics["mean"]["dice"])]
-        cells += [_number(metrics[k]["dice"]) for k in keys]
+        cells += [_number(metrics[k]["dice"]) if k in metrics else "–" for k in keys]
         if distances:
             cells.append(f"{_number(metrics['mean']['hd95_mm'])} mm")
         if lesions:

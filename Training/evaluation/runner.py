@@ -4,9 +4,13 @@ For each case: read it (``load_case``), give the model its inputs (``model_input
 with the engine's ``Segmenter`` (the modules' code path), bring the reference into the model's
 label values (``reference_labels``), save the prediction and compute the engine's metrics on the
 case's own grid. Softmax models are scored per label value (``compute_metrics``); sigmoid models
-per nested region (label ``c`` = values ``>= c``, as the model defines its labels). Models with
-``lesion_analysis`` also get lesion detection (``lesion_detection``, pooled over cases with
-``aggregate_lesion_detection``).
+per nested region (label ``c`` = values ``>= c``, as the model defines its labels). A case of a
+source with partial labels is scored only on the regions that source labels and their known
+voxels (``Training.loop.scoring``). Models with ``lesion_analysis`` also get lesion detection
+(``lesion_detection``, pooled over cases with ``aggregate_lesion_detection``), of all non-zero
+labels, or of the first scored region for partial labels. With several data sources,
+``metrics.json`` also has the mean metrics and pooled lesion detection per source
+(``sources``).
 
 Files written in ``out_dir``:
 
@@ -35,15 +39,18 @@ from typing import Any
 
 import numpy as np
 
-from Training.data import CaseRecord, load_case
+from Training.data import CaseRecord, DatasetError, load_case
 from Training.evaluation.datasets import EvaluationData, model_inputs, reference_labels
 from Training.evaluation.overlay import OverlayView, overlay_view, render_overlay
 from Training.evaluation.report import write_report
+from Training.loop.cases import known_regions
+from Training.loop.scoring import labelled_lesions, labelled_metrics
 from Training.loop.trainer import label_key
 from Training.synth.writers import save_nifti
+from unetseg.atomic import atomic_path, write_atomically
 from unetseg.engine.device import describe_device
 from unetseg.engine.geometry import Geometry
-from unetseg.engine.lesions import aggregate_lesion_detection, lesion_detection
+from unetseg.engine.lesions import aggregate_lesion_detection
 from unetseg.engine.metrics import DISTANCE_METRICS, OVERLAP_METRICS, compute_metrics
 from unetseg.engine.package import ModelPackage
 from unetseg.engine.predict import Segmenter
@@ -168,6 +175,7 @@ def evaluate(
             "root": data.data.root,
             "label_map": {str(k): v for k, v in data.data.label_map.items()},
             "regions": [list(r) for r in data.data.regions] if data.data.regions else None,
+            "sources": [source.name for source in data.data.sources],
             "cases": len(cases),
         },
         "device": describe_device(segmenter.device),
@@ -186,6 +194,8 @@ def evaluate(
         ),
         "cases": cases,
     }
+    if data.data.sources:
+        result_json["sources"] = _by_source(cases, package.lesion_analysis)
     worst, best = extremes.worst_and_best()
     colours = [(label.value, tuple(label.color)) for label in package.labels]
     result_json["overlays"] = {
@@ -196,7 +206,9 @@ def evaluate(
         for kind, items in (("worst", worst), ("best", best))
     }
     _write_tables(out, result_json)
-    (out / "metrics.json").write_text(json.dumps(result_json, indent=1, allow_nan=False))
+    write_atomically(
+        out / "metrics.json", json.dumps(result_json, indent=1, allow_nan=False).encode()
+    )
     write_report(out, result_json)
     return result_json
 
@@ -215,9 +227,13 @@ def _evaluate_case(
     manifest = package.manifest
     images, label, geometry = load_case(record)
     assert label is not None  # EvaluationData holds labelled cases only
-    arrays = model_inputs(images, record, data.data, manifest)
-    reference = reference_labels(label, data.data, manifest, record.case_id)
+    source = data.data.source(record.source)
+    arrays = model_inputs(images, record, source, manifest)
+    reference = reference_labels(label, source, manifest, record.case_id)
     reference = reference.reshape(geometry.shape)
+    known = known_regions(label.reshape(geometry.shape), source)
+    nested = package.activation == "sigmoid"
+    evaluated = source.evaluated_regions() if nested else None
     result = segmenter.segment(arrays, [None if a is None else geometry for a in arrays])
     prediction = np.asarray(result.labels, dtype=np.uint8).reshape(geometry.shape)
     file_name = f"{_safe(record.case_id)}.nii.gz"
@@ -226,22 +242,24 @@ def _evaluate_case(
     flat = geometry.shape[0] == 1  # a 2D case is scored in 2D (pixels, mm²)
     pred_eval = prediction[0] if flat else prediction
     ref_eval = reference[0] if flat else reference
+    known_eval = known[:, 0] if flat and known is not None else known
+    values = [label.value for label in package.labels]
+    scoring = {"nested": nested, "evaluated": evaluated, "known": known_eval}
+    metrics = labelled_metrics(pred_eval, ref_eval, values, spacing, distances=distances, **scoring)
+    if metrics is None:
+        raise DatasetError(f"case {record.case_id}: its source labels none of the model's labels")
     entry: dict[str, Any] = {
         "case_id": record.case_id,
         "patient_id": record.patient_id,
-        "metrics": case_metrics(
-            pred_eval,
-            ref_eval,
-            [label.value for label in package.labels],
-            spacing,
-            nested=package.activation == "sigmoid",
-            distances=distances,
-        ),
+        "source": record.source,
+        "metrics": metrics,
         "prediction": f"predictions/{file_name}",
         "missing_inputs": result.missing_inputs,
     }
     if package.lesion_analysis:
-        entry["lesion_detection"] = lesion_detection(pred_eval, ref_eval, spacing)
+        entry["lesion_detection"] = labelled_lesions(
+            pred_eval, ref_eval, values, spacing, **scoring
+        )
     entry["seconds"] = round(time.perf_counter() - begin, 3)
     first_input = next(a for a in arrays if a is not None)
     return entry, (first_input, reference, prediction, geometry)
@@ -251,13 +269,34 @@ def _safe(case_id: str) -> str:
     return re.sub(r"[^\w.-]+", "_", case_id)
 
 
+def _by_source(cases: Sequence[Mapping[str, Any]], lesions: bool) -> dict[str, Any]:
+    """Per data source: its cases, mean metrics per label and pooled lesion detection."""
+    result: dict[str, Any] = {}
+    for name in dict.fromkeys(case["source"] for case in cases):
+        mine = [case for case in cases if case["source"] == name]
+        summary = _summary([case["metrics"] for case in mine])
+        result[name] = {
+            "cases": [case["case_id"] for case in mine],
+            "mean": {key: {m: s["mean"] for m, s in row.items()} for key, row in summary.items()},
+            "lesion_detection": (
+                aggregate_lesion_detection([case["lesion_detection"] for case in mine])
+                if lesions
+                else None
+            ),
+        }
+    return result
+
+
 def _summary(per_case: Sequence[Mapping[str, Mapping[str, float]]]) -> dict[str, Any]:
-    """Statistics over cases per label key and metric."""
+    """Statistics over cases per label key and metric (over the cases that score that label)."""
     summary: dict[str, Any] = {}
-    for key, row in per_case[0].items():
+    keys = list(dict.fromkeys(key for case in per_case for key in case))
+    keys = [key for key in keys if key != "mean"] + ["mean"]
+    for key in keys:
+        scored = [case for case in per_case if key in case]
         summary[key] = {}
-        for metric in row:
-            values = np.array([case[key][metric] for case in per_case], dtype=np.float64)
+        for metric in scored[0][key]:
+            values = np.array([case[key][metric] for case in scored], dtype=np.float64)
             summary[key][metric] = {
                 "mean": float(values.mean()),
                 "std": float(values.std()),
@@ -286,7 +325,11 @@ def _write_tables(out: Path, result: Mapping[str, Any]) -> None:
     rows = []
     for case in result["cases"]:
         row: list[Any] = [case["case_id"], case["patient_id"]]
-        row += [case["metrics"][key][metric] for metric in metric_names for key, _ in keys]
+        row += [
+            case["metrics"][key][metric] if key in case["metrics"] else ""
+            for metric in metric_names
+            for key, _ in keys
+        ]
         if lesions:
             row += [case["lesion_detection"][name] for name in LESION_COLUMNS]
         row.append(case["seconds"])
@@ -307,7 +350,7 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]])
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    path.write_text(text.getvalue(), encoding="utf-8")
+    write_atomically(path, text.getvalue().encode("utf-8"))
 
 
 def _write_overlay(
@@ -321,7 +364,7 @@ def _write_overlay(
     nested: bool,
 ) -> dict[str, Any]:
     path = out / "overlays" / f"{kind}_{rank}_{_safe(case_id)}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
     caption = f"{case_id}: mean Dice {score:.3f}"
-    render_overlay(view, colours, nested=nested, caption=caption).save(path)
+    with atomic_path(path) as temporary:
+        render_overlay(view, colours, nested=nested, caption=caption).save(temporary)
     return {"case_id": case_id, "dice": score, "file": path.relative_to(out).as_posix()}

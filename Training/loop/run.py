@@ -5,7 +5,8 @@ Run folder ``<run>/``:
 - ``config.yaml``: the resolved config (absolute paths, every default written out);
 - ``split.json``: case ids of the train / val / test parts;
 - ``train.log``; ``metrics.csv``, ``metrics.json``, ``curves.png``; ``summary.json`` at the end;
-- ``checkpoints/last.safetensors`` and ``checkpoints/best.safetensors``;
+- ``checkpoints/last.safetensors`` and ``checkpoints/best.safetensors`` (with the versions they
+  replaced, ``*.previous.safetensors``: ``--resume`` takes the newest intact one);
 - ``data/`` (generated data when ``data.root`` is omitted), ``prepared/`` (prepared cases,
   unless ``data.cache_dir`` is set).
 """
@@ -26,6 +27,7 @@ import torch
 
 from Training.config import ConfigError, TrainConfig, load_config
 from Training.loop.cases import prepare_cases, read_records, split_records
+from Training.loop.checkpoint import CheckpointError, resume_candidates
 from Training.loop.distributed import (
     barrier,
     env_rank,
@@ -35,7 +37,7 @@ from Training.loop.distributed import (
     spawn,
 )
 from Training.loop.progress import Progress, ProgressLogHandler
-from Training.loop.trainer import LAST, Trainer, config_differences
+from Training.loop.trainer import BEST, LAST, Trainer, config_differences
 from Training.sampling import DiskCases
 from unetseg.atomic import write_atomically
 from unetseg.engine.device import describe_device, select_device
@@ -103,7 +105,7 @@ def _check_run_dir(config: TrainConfig, run_dir: Path, resume: bool) -> None:
     config_path = run_dir / "config.yaml"
     last = run_dir / "checkpoints" / LAST
     if resume:
-        if not last.is_file():
+        if not resume_candidates(last.parent, (LAST, BEST)):
             raise FileNotFoundError(f"nothing to resume in {run_dir}: {last} not found")
         changed = config_differences(run_config(run_dir).to_dict(), config.to_dict())
         if changed:
@@ -136,8 +138,7 @@ def _train_process(config: TrainConfig, run_dir: Path, resume: bool, stop_step: 
                 logger.info("%d training and %d validation cases", len(train), len(val))
             trainer = Trainer(config, run_dir, train, val, dist=info)
             if resume:
-                trainer.load(run_dir / "checkpoints" / LAST)
-                logger.info("resumed at step %d", trainer.state.step)
+                _resume(trainer)
             progress.reset(trainer.state.step)
             with _graceful_sigint(trainer):
                 trainer.fit(stop_step, progress if info.is_main else None)
@@ -147,6 +148,26 @@ def _train_process(config: TrainConfig, run_dir: Path, resume: bool, stop_step: 
             barrier(info)  # every rank returns the summary rank 0 wrote
     finally:
         shutdown()
+
+
+def _resume(trainer: Trainer) -> None:
+    """Load the newest intact checkpoint of the run (``last``, ``best`` or the versions they
+    replaced); damaged ones are skipped with a warning.
+
+    Raises:
+        CheckpointError: none of them is intact.
+    """
+    problems = []
+    for path in resume_candidates(trainer.checkpoint_dir, (LAST, BEST)):
+        try:
+            trainer.load(path)
+        except CheckpointError as error:
+            logger.warning("%s; trying an older checkpoint", error)
+            problems.append(str(error))
+            continue
+        logger.info("resumed at step %d from %s", trainer.state.step, path.name)
+        return
+    raise CheckpointError(f"no intact checkpoint to resume from: {'; '.join(problems)}")
 
 
 def _write_summary(run_dir: Path, trainer: Trainer) -> None:
@@ -159,6 +180,7 @@ def _write_summary(run_dir: Path, trainer: Trainer) -> None:
         "best_dice": state.best_dice,
         "best_epoch": state.best_epoch,
         "stopped_early": state.stopped_early,
+        "interrupted": trainer.stop_requested,
         "final_train_loss": state.history[-1]["train_loss"] if state.history else None,
         "elapsed_s": round(state.elapsed_s, 2),
     }
@@ -205,7 +227,8 @@ def _logging(run_dir: Path, main: bool, progress: Progress | None) -> Iterator[N
 
 @contextlib.contextmanager
 def _graceful_sigint(trainer: Trainer) -> Iterator[None]:
-    """First Ctrl-C: finish the step, save ``last`` and stop; second: abort."""
+    """First Ctrl-C (or SIGTERM): finish the step, save ``last`` and stop (the summary says
+    ``"interrupted": true``); second: abort."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -216,11 +239,13 @@ def _graceful_sigint(trainer: Trainer) -> Iterator[None]:
         trainer.request_stop()
         logger.warning("stopping after this step (checkpoint 'last'); Ctrl-C again to abort")
 
-    previous = signal.signal(signal.SIGINT, handler)
+    stopping = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.signal(number, handler) for number in stopping}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, action in previous.items():
+            signal.signal(number, action)
 
 
 @contextlib.contextmanager

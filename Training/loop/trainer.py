@@ -46,6 +46,7 @@ from Training.loop.distributed import DistInfo, all_gather_objects, all_reduce_s
 from Training.loop.objectives import build_loss, training_target
 from Training.loop.progress import Progress
 from Training.loop.schedules import LRSchedule, build_optimizer
+from Training.loop.scoring import labelled_metrics
 from Training.sampling import (
     CaseSource,
     PatchDataset,
@@ -56,7 +57,6 @@ from Training.sampling import (
 )
 from unetseg.engine.device import cpu_supports_bf16, select_device
 from unetseg.engine.inference import sliding_window_inference
-from unetseg.engine.metrics import compute_metrics
 from unetseg.engine.network import UNet
 
 logger = logging.getLogger(__name__)
@@ -178,10 +178,14 @@ class Trainer:
         self.out_channels = int(network["out_channels"])
         self.labels = [(int(e["value"]), label_key(e["name"])) for e in config.model["labels"]]
 
+        names = [entry["name"] for entry in config.model["inputs"]]
         sampler = PatchSampler(
-            config.patch_size, config.spatial_dims, config.sampling, config.augmentation
+            config.patch_size, config.spatial_dims, config.sampling, config.augmentation, names
         )
-        self.dataset = PatchDataset(train_cases, sampler, training.seed, training.cache_cases)
+        known_channels = self.out_channels if config.data.partial else None
+        self.dataset = PatchDataset(
+            train_cases, sampler, training.seed, training.cache_cases, known_channels
+        )
         self.val_cases = val_cases
         self.val_sampler = PatchSampler(
             config.patch_size, config.spatial_dims, config.sampling, None
@@ -255,8 +259,8 @@ class Trainer:
     def _fit_steps(self, stop: int, total: int, progress: Progress | None) -> None:
         training = self.config.training
         loader = self._loader(self.state.step, stop)
-        for images, labels in loader:
-            loss = self._train_step(images, labels)
+        for batch in loader:
+            loss = self._train_step(*batch)
             self.state.step += 1
             if math.isfinite(loss):
                 self.state.epoch_loss += loss
@@ -305,12 +309,21 @@ class Trainer:
             persistent_workers=False,
         )
 
+    def _loss(self, outputs: Any, target: torch.Tensor, known: torch.Tensor | None) -> torch.Tensor:
+        if known is None:
+            return self.loss_fn(outputs, target)
+        return self.loss_fn(outputs, target, known.to(self.device, non_blocking=True))
+
     def _autocast(self) -> Any:
         if self.amp_dtype is None:
             return torch.autocast(self.device.type, enabled=False)
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def _train_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+    def _train_step(
+        self, images: torch.Tensor, labels: torch.Tensor, known: torch.Tensor | None = None
+    ) -> float:
+        """One optimizer step on a batch: images ``(N, C, *P)``, labels ``(N, *P)`` and, for
+        partial labels, ``known`` ``(N, R, *P)`` (the loss ignores entries that are 0)."""
         training = self.config.training
         torch.manual_seed(step_seed(training.seed, self.state.step, self.dist.rank))
         images = images.to(self.device, non_blocking=True)
@@ -321,7 +334,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
             outputs = self.model(images)
-        loss = self.loss_fn(outputs, target)
+        loss = self._loss(outputs, target, known)
         value = float(loss.detach())
         if not math.isfinite(value) and self.scaler is None:
             raise FloatingPointError(
@@ -430,7 +443,9 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         """Whole-volume validation; returns ``val_loss``, ``val_dice``, ``val_precision``,
         ``val_recall`` (means over cases of the per-label means) and per-label
-        ``dice_<name>`` / ``precision_<name>`` / ``recall_<name>``."""
+        ``dice_<name>`` / ``precision_<name>`` / ``recall_<name>``; with ``data.sources`` also
+        ``val_dice_<source>`` and ``<source>_dice_<name>``. A case is scored only on the regions
+        its source labels, and only on their known voxels (``case_metrics``)."""
         limit = self.config.training.validation.max_cases
         indices = list(range(len(self.val_cases)))[:limit]
         mine = indices[self.dist.rank :: self.dist.world_size]
@@ -440,41 +455,39 @@ class Trainer:
             (item for part in all_gather_objects(self.dist, results) for item in part),
             key=lambda item: item[0],
         )
-        metrics = [item[1] for item in gathered]
-        loss_sum = sum(item[2] for item in gathered)
-        loss_count = sum(item[3] for item in gathered)
+        scored = [(item[1], item[2]) for item in gathered if item[2] is not None]
+        loss_sum = sum(item[3] for item in gathered)
+        loss_count = sum(item[4] for item in gathered)
         row: dict[str, float] = {}
         if loss_count:
             row["val_loss"] = loss_sum / loss_count
-        for column, name in (
-            ("dice", "dice"),
-            ("precision", "precision"),
-            ("recall", "sensitivity"),
-        ):
-            row[f"val_{column}"] = float(np.mean([m["mean"][name] for m in metrics]))
+        columns = (("dice", "dice"), ("precision", "precision"), ("recall", "sensitivity"))
+        for column, name in columns:
+            row[f"val_{column}"] = _mean([m["mean"][name] for _, m in scored])
         for value, key in self.labels:
-            for column, name in (
-                ("dice", "dice"),
-                ("precision", "precision"),
-                ("recall", "sensitivity"),
-            ):
-                row[f"{column}_{key}"] = float(np.mean([m[str(value)][name] for m in metrics]))
+            for column, name in columns:
+                values = [m[str(value)][name] for _, m in scored if str(value) in m]
+                if values:
+                    row[f"{column}_{key}"] = _mean(values)
+        for source in self.config.data.sources:
+            mine_scored = [m for name, m in scored if name == source.name]
+            if mine_scored:
+                row[f"val_dice_{source.name}"] = _mean([m["mean"]["dice"] for m in mine_scored])
+            for value, key in self.labels:
+                values = [m[str(value)]["dice"] for m in mine_scored if str(value) in m]
+                if values:
+                    row[f"{source.name}_dice_{key}"] = _mean(values)
         return row
 
-    def _validate_case(self, index: int) -> tuple[str, dict[str, Any], float, int]:
+    def _validate_case(
+        self, index: int
+    ) -> tuple[str, str | None, dict[str, Any] | None, float, int]:
         case = self.val_cases.load(index)
         prediction = self.predict(case)
         settings = self.config.training.validation
-        metrics = compute_metrics(
-            prediction,
-            np.asarray(case.label),
-            [value for value, _ in self.labels],
-            case.spacing,
-            include_distances=settings.distances,
-            nested=self.config.model["output"]["activation"] == "sigmoid",
-        )
+        metrics = case_metrics(prediction, case, self.config, settings.distances)
         loss_sum, count = self._patch_loss(case, index, settings.loss_patches)
-        return case.case_id, metrics, loss_sum, count
+        return case.case_id, case.source, metrics, loss_sum, count
 
     def predict(self, case: TrainingCase) -> np.ndarray:
         """Label map ``(K, J, I)`` of a prepared case by sliding-window inference (2D models:
@@ -507,15 +520,39 @@ class Trainer:
             return 0.0, 0
         seed = self.config.training.seed
         samples = [
-            self.val_sampler.sample(case, np.random.default_rng([seed, _VAL_PATCH_KEY, index, j]))
+            self.val_sampler.draw(case, np.random.default_rng([seed, _VAL_PATCH_KEY, index, j]))
             for j in range(count)
         ]
         images = torch.stack([s[0] for s in samples]).to(self.device)
         labels = torch.stack([s[1] for s in samples]).to(self.device)
         target = training_target(labels, self.config.activation, self.out_channels)
+        known = torch.stack([s[2] for s in samples]) if case.known is not None else None
         with torch.no_grad(), self._autocast(), _evaluating(self.network):
             logits = self.network(images)
-        return float(self.loss_fn(logits, target)) * count, count
+            loss = self._loss(logits, target, known)
+        return float(loss) * count, count
+
+
+def case_metrics(
+    prediction: np.ndarray, case: TrainingCase, config: TrainConfig, distances: bool
+) -> dict[str, Any] | None:
+    """Metrics of a validation case on what its source labels (``labelled_metrics``); None
+    when it scores no region."""
+    return labelled_metrics(
+        prediction,
+        np.asarray(case.label),
+        [int(entry["value"]) for entry in config.model["labels"]],
+        case.spacing,
+        nested=config.activation == "sigmoid",
+        distances=distances,
+        evaluated=config.data.source(case.source).evaluated_regions(),
+        known=case.known,
+    )
+
+
+def _mean(values: list[float]) -> float:
+    """Mean of ``values``; NaN for none (a validation that scored no case)."""
+    return float(np.mean(values)) if values else float("nan")
 
 
 @contextlib.contextmanager

@@ -31,6 +31,7 @@ from Training.synth.brain import brain_mri_case
 from Training.synth.case import SynthCase
 from Training.synth.chest import LUNG_LABELS, lung_ct_case, lung_cxr_case
 from Training.synth.pelvis import ovarian_ct_case
+from unetseg.atomic import atomic_path, write_atomically
 from unetseg.engine.geometry import Geometry
 
 # Task -> its layouts (the first is the default).
@@ -57,8 +58,8 @@ def save_nifti(
     image.set_sform(geometry.ijk_to_ras, code=1)
     if intercept:
         image.header.set_slope_inter(1.0, intercept)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(image, path)
+    with atomic_path(path) as temporary:
+        nib.save(image, temporary)
 
 
 def _brain_writer(layout: str, et_label: int) -> Callable[..., SynthCase]:
@@ -132,12 +133,12 @@ def _cxr_writer(image_format: str) -> Callable[..., SynthCase]:
         case = lung_cxr_case(rng, size)
         root.mkdir(parents=True, exist_ok=True)
         pixels = np.rint(case.images["image"]).astype(np.uint8)
-        if image_format == "png":
-            Image.fromarray(pixels).save(root / f"{case_id}.png")
-        else:
-            Image.fromarray(pixels).save(root / f"{case_id}.jpg", quality=95)
+        save_options = {"quality": 95} if image_format == "jpg" else {}
+        with atomic_path(root / f"{case_id}.{image_format}") as temporary:
+            Image.fromarray(pixels).save(temporary, **save_options)
         if labelled:
-            Image.fromarray((case.label * 255).astype(np.uint8)).save(root / f"{case_id}-mask.png")
+            with atomic_path(root / f"{case_id}-mask.png") as temporary:
+                Image.fromarray((case.label * 255).astype(np.uint8)).save(temporary)
         return case
 
     return write
@@ -203,8 +204,7 @@ def write_dataset(
         ids.append(case_id)
     if task == "lung-ct":
         _write_decathlon_json(root, ids[:cases], ids[cases:])
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "synth.json").write_text(json.dumps(summary, indent=1))
+    write_atomically(root / "synth.json", json.dumps(summary, indent=1).encode())
     return ids
 
 
@@ -226,4 +226,4 @@ def _write_decathlon_json(root: Path, training: list[str], test: list[str]) -> N
         ],
         "test": [f"./imagesTs/{c}.nii.gz" for c in test],
     }
-    (root / "dataset.json").write_text(json.dumps(content, indent=1))
+    write_atomically(root / "dataset.json", json.dumps(content, indent=1).encode())

@@ -10,6 +10,13 @@ Shapes (``*spatial`` is ``(K, J, I)`` in 3D or ``(J, I)`` in 2D, array order as 
   a multi-channel binary ``(N, C, *spatial)``; with ``C == 1`` a binary label map ``(N, *spatial)``
   is accepted too.
 
+Partial labels: every loss also takes an optional ``mask``, 1 where the target is known and 0
+where it is not (a voxel, or one region at a voxel, that the annotation does not label):
+``(N, C, *spatial)`` per channel or ``(N, 1, *spatial)`` per voxel. Unknown entries add nothing
+to the loss and get zero gradient; overlap losses (Dice, Tversky) sum over the known voxels and
+average over the (sample, channel) pairs with at least one known voxel, cross-entropies average
+over the known entries. An all-ones mask gives the unmasked loss.
+
 Every loss returns a scalar float32 tensor. Internally everything is computed in float32 with
 autocast disabled, and cross-entropy uses log-softmax / ``binary_cross_entropy_with_logits``, so the
 losses are numerically stable for large logits and for bf16 network outputs.
@@ -118,14 +125,40 @@ def _overlap_terms(
     activation: Activation,
     include_background: bool,
     batch_dice: bool,
-) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+    mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...], torch.Tensor | None]:
     """Float32 probabilities and dense target `(N, C', *spatial)` (background dropped unless
-    asked) and the axes to sum over, shared by the Dice and Tversky losses."""
+    asked; both zero where ``mask`` is 0), the axes to sum over, and with a mask the weight
+    (1 or 0) of each reduced score: whether it has a known voxel. Shared by Dice and Tversky."""
     logits = logits.float()
     dense = to_dense_target(logits, target, activation)
-    probs = _foreground(_probabilities(logits, activation), activation, include_background)
+    probs = _probabilities(logits, activation)
+    axes = _reduce_axes(probs.ndim, batch_dice)
+    present = None
+    if mask is not None:
+        known = _checked_mask(mask, logits).expand_as(probs)
+        probs, dense = probs * known, dense * known
+        known = _foreground(known, activation, include_background)
+        present = (known.sum(dim=axes) > 0).float()
+    probs = _foreground(probs, activation, include_background)
     dense = _foreground(dense, activation, include_background)
-    return probs, dense, _reduce_axes(probs.ndim, batch_dice)
+    return probs, dense, axes, present
+
+
+def _checked_mask(mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """``mask`` as float32 ``(N, C or 1, *spatial)`` fitting ``logits`` ``(N, C, *spatial)``."""
+    fits = mask.ndim == logits.ndim and mask.shape[0] == logits.shape[0]
+    fits = fits and mask.shape[1] in (1, logits.shape[1]) and mask.shape[2:] == logits.shape[2:]
+    if not fits:
+        raise ValueError(f"mask {tuple(mask.shape)} does not fit logits {tuple(logits.shape)}")
+    return mask.to(device=logits.device, dtype=torch.float32)
+
+
+def _mean_of_present(scores: torch.Tensor, present: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``scores``, over the entries with a known voxel when ``present`` is given."""
+    if present is None:
+        return scores.mean()
+    return (scores * present).sum() / present.sum().clamp_min(1.0)
 
 
 class DiceLoss(nn.Module):
@@ -143,7 +176,8 @@ class DiceLoss(nn.Module):
         smooth: added to numerator and denominator (an empty class predicted empty scores 1).
         batch_dice: sum over the batch axis as well.
 
-    Shapes: ``logits (N, C, *spatial)``, ``target`` as in the module docstring; returns a scalar.
+    Shapes: ``logits (N, C, *spatial)``, ``target`` and ``mask`` as in the module docstring;
+    returns a scalar.
     """
 
     def __init__(
@@ -161,10 +195,12 @@ class DiceLoss(nn.Module):
         self.smooth = smooth
         self.batch_dice = batch_dice
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         with torch.autocast(device_type=logits.device.type, enabled=False):
-            probs, dense, axes = _overlap_terms(
-                logits, target, self.activation, self.include_background, self.batch_dice
+            probs, dense, axes, present = _overlap_terms(
+                logits, target, self.activation, self.include_background, self.batch_dice, mask
             )
             intersection = torch.sum(probs * dense, dim=axes)
             if self.squared_denominator:
@@ -172,7 +208,7 @@ class DiceLoss(nn.Module):
             else:
                 denominator = torch.sum(probs, dim=axes) + torch.sum(dense, dim=axes)
             dice = (2.0 * intersection + self.smooth) / (denominator + self.smooth)
-            return 1.0 - dice.mean()
+            return 1.0 - _mean_of_present(dice, present)
 
 
 class BinaryCrossEntropyLoss(nn.Module):
@@ -183,14 +219,17 @@ class BinaryCrossEntropyLoss(nn.Module):
             ``torch.nn.BCEWithLogitsLoss``), e.g. ``negatives / positives`` for rare regions.
 
     Shapes: ``logits (N, C, *spatial)``, ``target (N, C, *spatial)`` binary (or ``(N, *spatial)``
-    when ``C == 1``); returns a scalar.
+    when ``C == 1``), ``mask`` as in the module docstring (mean over the known entries);
+    returns a scalar.
     """
 
     def __init__(self, pos_weight: Sequence[float] | None = None) -> None:
         super().__init__()
         self.pos_weight = None if pos_weight is None else tuple(float(w) for w in pos_weight)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         with torch.autocast(device_type=logits.device.type, enabled=False):
             logits = logits.float()
             dense = to_dense_target(logits, target, "sigmoid")
@@ -200,7 +239,13 @@ class BinaryCrossEntropyLoss(nn.Module):
                     raise ValueError(f"pos_weight needs {logits.shape[1]} values (one per channel)")
                 shape = (-1,) + (1,) * (logits.ndim - 2)
                 pos_weight = torch.tensor(self.pos_weight, device=logits.device).view(shape)
-            return nnf.binary_cross_entropy_with_logits(logits, dense, pos_weight=pos_weight)
+            if mask is None:
+                return nnf.binary_cross_entropy_with_logits(logits, dense, pos_weight=pos_weight)
+            known = _checked_mask(mask, logits).expand_as(logits)
+            total = nnf.binary_cross_entropy_with_logits(
+                logits, dense, weight=known, pos_weight=pos_weight, reduction="sum"
+            )
+            return total / known.sum().clamp_min(1.0)
 
 
 class WeightedCrossEntropyLoss(nn.Module):
@@ -217,8 +262,8 @@ class WeightedCrossEntropyLoss(nn.Module):
        else all ones (plain cross-entropy);
     2. then ``w_0 *= background_weight`` (e.g. 0.1 to down-weight the background).
 
-    Shapes: ``logits (N, C, *spatial)``, ``target`` label map or one-hot (module docstring);
-    returns a scalar.
+    Shapes: ``logits (N, C, *spatial)``, ``target`` label map or one-hot, ``mask`` (module
+    docstring; unknown voxels weigh 0, also in the class frequencies); returns a scalar.
     """
 
     def __init__(
@@ -257,10 +302,14 @@ class WeightedCrossEntropyLoss(nn.Module):
         weights[0] *= self.background_weight
         return weights
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         with torch.autocast(device_type=logits.device.type, enabled=False):
             logits = logits.float()
             dense = to_dense_target(logits, target, "softmax")
+            if mask is not None:
+                dense = dense * _checked_mask(mask, logits)
             shape = (1, -1) + (1,) * (logits.ndim - 2)
             weighted = dense * self.weights(dense).view(shape)
             log_probs = torch.log_softmax(logits, dim=1)
@@ -275,7 +324,8 @@ class DiceCELoss(nn.Module):
     ``inverse_frequency``, ``background_weight``) or :class:`BinaryCrossEntropyLoss` (sigmoid;
     option ``pos_weight``). Options of the other activation raise ``ValueError``.
 
-    Shapes: ``logits (N, C, *spatial)``, ``target`` as in the module docstring; returns a scalar.
+    Shapes: ``logits (N, C, *spatial)``, ``target`` and ``mask`` as in the module docstring;
+    returns a scalar.
     """
 
     def __init__(
@@ -310,9 +360,11 @@ class DiceCELoss(nn.Module):
         self.lambda_dice = lambda_dice
         self.lambda_ce = lambda_ce
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.lambda_dice * self.dice(logits, target) + self.lambda_ce * self.ce(
-            logits, target
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.lambda_dice * self.dice(logits, target, mask) + self.lambda_ce * self.ce(
+            logits, target, mask
         )
 
 
@@ -326,7 +378,8 @@ class FocalTverskyLoss(nn.Module):
     ``gamma = 1`` is the plain Tversky loss; ``gamma < 1`` (0.75 = 1 / (4/3) in the paper)
     emphasises badly segmented classes. ``alpha = beta = 0.5, gamma = 1`` is the Dice loss.
 
-    Shapes: ``logits (N, C, *spatial)``, ``target`` as in the module docstring; returns a scalar.
+    Shapes: ``logits (N, C, *spatial)``, ``target`` and ``mask`` as in the module docstring;
+    returns a scalar.
     """
 
     def __init__(
@@ -348,17 +401,19 @@ class FocalTverskyLoss(nn.Module):
         self.smooth = smooth
         self.batch_dice = batch_dice
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         with torch.autocast(device_type=logits.device.type, enabled=False):
-            probs, dense, axes = _overlap_terms(
-                logits, target, self.activation, self.include_background, self.batch_dice
+            probs, dense, axes, present = _overlap_terms(
+                logits, target, self.activation, self.include_background, self.batch_dice, mask
             )
             tp = torch.sum(probs * dense, dim=axes)
             fp = torch.sum(probs * (1.0 - dense), dim=axes)
             fn = torch.sum((1.0 - probs) * dense, dim=axes)
             tversky = (tp + self.smooth) / (tp + self.alpha * fp + self.beta * fn + self.smooth)
             # The clamp keeps the gradient of x ** gamma (gamma < 1) finite at a perfect score.
-            return torch.mean((1.0 - tversky).clamp_min(1e-12) ** self.gamma)
+            return _mean_of_present((1.0 - tversky).clamp_min(1e-12) ** self.gamma, present)
 
 
 def _downsample_target(target: torch.Tensor, logits_shape: Sequence[int]) -> torch.Tensor:
@@ -383,6 +438,16 @@ def _downsample_target(target: torch.Tensor, logits_shape: Sequence[int]) -> tor
     return resized[:, 0] if plain_label_map else resized
 
 
+def _downsample_mask(mask: torch.Tensor, logits_shape: Sequence[int]) -> torch.Tensor:
+    """Resize a known-voxel mask ``(N, C or 1, *spatial)`` to deep-supervision logits by min
+    pooling: a coarse voxel is known only where all the voxels it pools are known."""
+    size = tuple(int(s) for s in logits_shape[2:])
+    if tuple(mask.shape[2:]) == size:
+        return mask
+    pool = nnf.adaptive_max_pool3d if len(size) == 3 else nnf.adaptive_max_pool2d
+    return -pool(-mask.float(), size)
+
+
 class DeepSupervisionLoss(nn.Module):
     """Weighted sum of a loss over deep-supervision outputs of decreasing resolution.
 
@@ -390,7 +455,8 @@ class DeepSupervisionLoss(nn.Module):
     tensor is treated as one output). The target (full resolution, any form accepted by ``loss``)
     is resized to each output: label maps by nearest neighbour, one-hot / multi-channel targets by
     max pooling (so prefer label maps for softmax losses: pooled one-hot targets may mark several
-    classes at a boundary voxel).
+    classes at a boundary voxel). A ``mask`` (partial labels, module docstring) is resized by min
+    pooling and passed on to ``loss``.
 
     Args:
         loss: the loss applied at every level, ``loss(logits, target) -> scalar``.
@@ -417,7 +483,10 @@ class DeepSupervisionLoss(nn.Module):
         return [w / total for w in raw]
 
     def forward(
-        self, outputs: Sequence[torch.Tensor] | torch.Tensor, target: torch.Tensor
+        self,
+        outputs: Sequence[torch.Tensor] | torch.Tensor,
+        target: torch.Tensor,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if isinstance(outputs, torch.Tensor):
             outputs = [outputs]
@@ -427,5 +496,9 @@ class DeepSupervisionLoss(nn.Module):
             if weight == 0:
                 continue
             resized = _downsample_target(target, logits.shape)
-            total = total + weight * self.loss(logits, resized)
+            if mask is None:
+                total = total + weight * self.loss(logits, resized)
+            else:
+                known = _downsample_mask(mask, logits.shape)
+                total = total + weight * self.loss(logits, resized, known)
         return total

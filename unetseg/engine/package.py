@@ -2,8 +2,10 @@
 
 Loading never unpickles anything: weights are read with safetensors only, files that look
 like pickles are refused, and the SHA-256 recorded in the manifest is checked before the
-bytes are parsed. torch is imported only when a network is loaded or saved, so packages
-can be listed before torch is installed.
+bytes are parsed. The weights file must be a regular file inside the package folder (a
+symbolic link may point within the package, never out of it), and its size must be the one
+its safetensors header describes, so its size is known before it is read. torch is imported
+only when a network is loaded or saved, so packages can be listed before torch is installed.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import uuid
 import zipfile
 from collections.abc import Mapping
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
 MANIFEST_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 _MAX_LISTED_KEYS = 10
+#: Largest safetensors header accepted (the safetensors library's own limit).
+MAX_HEADER_BYTES = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -117,8 +122,15 @@ class ModelPackage:
         return self.path / self.manifest["weights"]["file"]
 
     def read_weights(self) -> bytes:
-        """Return the weights file's bytes after checking them against the manifest SHA-256."""
-        data = self.weights_path.read_bytes()
+        """Return the weights file's bytes after checking them against the manifest SHA-256
+        (and, before reading, that the file is inside the package and its size is the one its
+        header describes)."""
+        path = _checked_weights_file(self.path, self.weights_path)
+        size = _check_safetensors_header(path)
+        with path.open("rb") as f:
+            data = f.read(size)
+        if len(data) != size:
+            raise ModelPackageError(f"{path} changed while it was read", path=path)
         digest = hashlib.sha256(data).hexdigest()
         expected = self.manifest["weights"]["sha256"]
         if digest != expected:
@@ -183,29 +195,64 @@ def load_model_package(path: str | os.PathLike[str]) -> ModelPackage:
     except ModelPackageError as exc:
         raise ModelPackageError(str(exc), path=folder, problems=exc.problems) from None
     package = ModelPackage(path=folder, manifest=manifest)
-    if not package.weights_path.is_file():
+    if not package.weights_path.exists():
         raise ModelPackageError(
             f"Weights file {package.weights_path.name!r} named in {manifest_path} is missing",
             path=folder,
         )
-    _check_safetensors_header(package.weights_path)
+    _check_safetensors_header(_checked_weights_file(folder, package.weights_path))
     return package
 
 
-def _check_safetensors_header(path: Path) -> None:
-    """Refuse files that are not safetensors, pickles in particular, without parsing them."""
+def _checked_weights_file(folder: Path, weights: Path) -> Path:
+    """``weights`` resolved; ``ModelPackageError`` unless it is a regular file in ``folder``."""
+    real = weights.resolve()
+    if not real.is_relative_to(folder.resolve()):
+        raise ModelPackageError(
+            f"{weights} links to {real}, outside the package folder {folder}; weights must be "
+            "files inside the package",
+            path=weights,
+        )
+    if not stat.S_ISREG(real.stat().st_mode):
+        raise ModelPackageError(f"{weights} is not a regular file", path=weights)
+    return real
+
+
+def _check_safetensors_header(path: Path) -> int:
+    """Refuse files that are not safetensors, pickles in particular, and files whose size is
+    not the one their header describes (truncated or with extra bytes), without reading the
+    tensors; returns the size in bytes."""
     size = path.stat().st_size
     with path.open("rb") as f:
         head = f.read(9)
-    if head[:1] == b"\x80" or (head[:2] == b"PK" and _zip_holds_pickle(path)):
-        raise ModelPackageError(f"{path} is a pickle file. {PICKLE_REFUSAL}", path=path)
-    header_len = int.from_bytes(head[:8], "little") if len(head) == 9 else 0
-    if not (0 < header_len <= size - 8 and head[8:9] == b"{"):
+        if head[:1] == b"\x80" or (head[:2] == b"PK" and _zip_holds_pickle(path)):
+            raise ModelPackageError(f"{path} is a pickle file. {PICKLE_REFUSAL}", path=path)
+        header_len = int.from_bytes(head[:8], "little") if len(head) == 9 else 0
+        if not (0 < header_len <= min(size - 8, MAX_HEADER_BYTES) and head[8:9] == b"{"):
+            raise ModelPackageError(
+                f"{path} is not a safetensors file (no safetensors header). Export the weights "
+                f"with save_model_package or safetensors.torch.save_file.",
+                path=path,
+            )
+        described = 8 + header_len + _data_bytes(path, head[8:9] + f.read(header_len - 1))
+    if described != size:
         raise ModelPackageError(
-            f"{path} is not a safetensors file (no safetensors header). Export the weights with "
-            f"save_model_package or safetensors.torch.save_file.",
+            f"{path} is damaged: its header describes {described} bytes but the file has "
+            f"{size} (truncated or extended). Download or export the model again.",
             path=path,
         )
+    return size
+
+
+def _data_bytes(path: Path, header: bytes) -> int:
+    """Size of the tensor data a safetensors header describes (end of the last tensor)."""
+    try:
+        entries = json.loads(header)
+        ends = [int(e["data_offsets"][1]) for k, e in entries.items() if k != "__metadata__"]
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        message = f"{path} has a damaged safetensors header: {exc}"
+        raise ModelPackageError(message, path=path) from None
+    return max(ends, default=0)
 
 
 def _zip_holds_pickle(path: Path) -> bool:

@@ -72,10 +72,10 @@ def resolve_model(
     """Return the package given by a folder path, a ``model.json`` path or a model id.
 
     A ``Path``, or a string containing a path separator or not shaped like an id, is loaded
-    as a path. Otherwise it is an id, optionally pinned to a version as ``id@1.2.0``; the
-    highest version found in ``search_paths`` is returned; if there is none, a folder of
-    that name in the current directory is tried. Raises ``ModelPackageError`` listing the
-    available ids when nothing matches.
+    as a path. Otherwise it is an id, optionally pinned to a version as ``id@1.2.0``, and only
+    ``search_paths`` are searched (the highest version wins): a folder of that name in the
+    current directory never shadows an installed model (give ``./name`` to use it). Raises
+    ``ModelPackageError`` listing the available ids when nothing matches.
     """
     text = os.fspath(id_or_path)
     is_id = (
@@ -93,16 +93,16 @@ def resolve_model(
     for package in packages:  # highest version of each id comes first
         if package.id == model_id and version in ("", package.version):
             return package
-    if Path(text).is_dir():
-        return load_model_package(text)
     available = (
         ", ".join(f"{p.id}@{p.version}" for p in packages)
         or "none (install packages in one of the search paths)"
     )
     searched = search_paths if search_paths is not None else default_search_paths()
     skipped = "".join(f"\n  skipped invalid package: {e}" for e in errors)
+    local = f" (for the folder {text!r} here, give ./{text})" if Path(text).is_dir() else ""
     raise ModelPackageError(
-        f"No model {text!r} found in {[str(p) for p in searched]}. Available: {available}.{skipped}"
+        f"No model {text!r} found in {[str(p) for p in searched]}{local}. "
+        f"Available: {available}.{skipped}"
     )
 
 

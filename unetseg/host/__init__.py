@@ -5,6 +5,7 @@ Functions take the scene or nodes as arguments and use only storage nodes, modul
 naming is used here.
 
 - ``scene_io``: ``newScene``, ``loadVolume``, ``loadSegmentation``, ``saveSegmentation``.
+- ``image_files``: integrity checks of NIfTI inputs and written NRRD files.
 - ``volumes``: ``volumeToArray`` / ``volumeGeometry`` (array (K, J, I) + engine ``Geometry``).
 - ``matching``: ``matchInputs`` (volumes to model inputs by name / SeriesDescription).
 - ``segmentation``: ``writeLabelmapToSegmentation`` (label map to segments with terminology).

@@ -7,6 +7,7 @@ scene, the result a real segmentation node written by Slicer's ``.seg.nrrd`` wri
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -17,14 +18,16 @@ from typing import Any
 import numpy as np
 import slicer
 
+from unetseg.atomic import atomic_path, write_new_file
 from unetseg.engine.geometry import Geometry
-from unetseg.engine.package import ModelPackage
+from unetseg.engine.package import MANIFEST_FILE, ModelPackage
 from unetseg.engine.registry import resolve_model
 from unetseg.host.dicom_series import DicomSeries, discoverSeries, loadSeries
 from unetseg.host.logic import SegmentationLogic, SegmentationResult
 from unetseg.host.matching import SERIES_DESCRIPTION_ATTRIBUTE, Candidate, matchInputs
-from unetseg.host.scene_io import loadVolume, newScene, saveSegmentation
+from unetseg.host.scene_io import loadVolume, newScene, writeSegmentationFile
 from unetseg.host.volumes import addVolumeFromArray, volumeToArray
+from unetseg.outputs import reserve_outputs
 
 #: 2D images that Slicer's archetype reader cannot open without the app: read with Pillow.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -163,9 +166,17 @@ def segmentFiles(
     overlap: float | None = None,
     fast: bool = False,
     overrides: Mapping[str, str | Path] | None = None,
+    overwrite: bool = False,
     scene=None,
 ) -> dict[str, Any]:
     """Segment one case given as files and/or DICOM folders; write ``.seg.nrrd`` (+ SEG, JSON).
+
+    Before any work the outputs are reserved (``unetseg.outputs.reserve_outputs``): none may be
+    an input (given files, the files of the DICOM series found, the model's files) or another
+    output, their folders must be writable, existing files are only replaced with
+    ``overwrite``, and a lock keeps a second run from writing the same outputs meanwhile.
+    Every output is rendered first and then renamed into place together (``unetseg.atomic``):
+    a failure or an interruption leaves the old files as they were and no partial file.
 
     Args:
         model: model id, model folder or loaded package.
@@ -178,18 +189,20 @@ def segmentFiles(
         fast: faster but approximate (see ``SegmentationLogic.process``).
         overrides: input name -> file path, or SeriesDescription / SeriesInstanceUID of one
             input series; taken before automatic matching.
+        overwrite: replace outputs that exist already (else ``FileExistsError``).
         scene: scene to use (default: the app's, or a new headless one).
 
     Returns:
         Summary: model, matched inputs (``{"path", "matched": "auto"|"map"}`` plus the series
-        description and UID for DICOM), unused inputs, missing optional inputs, the device,
-        ``fast``, timings per stage in s ("discover", "load", the logic's stages, "save",
-        "dicom_seg" when written, "total" wall time), per-segment volumes and lesion table
-        (``statistics``), output paths.
+        description and UID for DICOM), unused inputs, missing optional inputs, ``warnings``
+        about the inputs used, the device, ``fast``, timings per stage in s ("discover",
+        "load", the logic's stages, "dicom_seg" and "preview" when written, "save", "total"
+        wall time), per-segment volumes and lesion table (``statistics``), output paths.
 
     Raises:
-        ValueError, FileNotFoundError, OSError: bad arguments or unreadable inputs, with a
-            message naming the input (checked before the network runs).
+        ValueError, FileNotFoundError, OSError: bad arguments, outputs or inputs (unreadable,
+            damaged, ambiguous), with a message naming the file; checked before the network
+            runs.
         MissingInputError (a ValueError): a required input matched nothing.
     """
     started = time.perf_counter()
@@ -206,73 +219,159 @@ def segmentFiles(
     }
     sources += [s for s in chosen.values() if s not in sources]
     match = matchInputs([s.candidate() for s in sources], package.inputs, overrides=chosen)
+    _refuseAmbiguous(match.assigned, match.ambiguous)
     assigned: dict[str, Source] = {
         spec.name: match.assigned[spec.name]
         for spec in package.inputs
         if spec.name in match.assigned
     }
     referenceName = next(spec.name for spec in package.inputs if spec.required)
-    if dicomSeg is not None and assigned[referenceName].series is None:
+    referenceSeries = assigned[referenceName].series
+    if dicomSeg is not None:
+        _checkDicomSegSource(referenceName, referenceSeries)
+    outputs = {
+        "--output": output,
+        "--dicom-seg": dicomSeg,
+        "--summary": summary,
+        "--preview": preview,
+    }
+    with reserve_outputs(outputs, _inputFiles(inputs, sources, package), overwrite=overwrite):
+        timings = {"discover": time.perf_counter() - started}
+        scene = hostScene() if scene is None else scene
+        loadStarted = time.perf_counter()
+        nodes = {
+            name: loadSource(scene, source, source.nodeName()) for name, source in assigned.items()
+        }
+        timings["load"] = time.perf_counter() - loadStarted
+        result = SegmentationLogic(scene).process(
+            package, nodes, device=device, overlap=overlap, fast=fast
+        )
+        assert isinstance(result, SegmentationResult)
+        timings.update((k, v) for k, v in result.timings.items() if k != "total")
+        rendered = {}
+        if dicomSeg is not None:
+            assert referenceSeries is not None
+            rendered["dicom_seg"] = _timed(
+                timings, "dicom_seg", Path(dicomSeg), _dicomSeg, package, result, referenceSeries
+            )
+        if preview is not None:
+            rendered["preview"] = _timed(
+                timings, "preview", Path(preview), _preview, package, result, nodes[referenceName]
+            )
+        report = _report(package, sources, assigned, chosen, result, fast, timings)
+        report["outputs"] = {"seg_nrrd": str(output)} | {
+            kind: str(path) for kind, (path, _) in rendered.items()
+        }
+        _commitOutputs(result.segmentationNode, output, rendered, summary, report, started)
+    return report
+
+
+def _checkDicomSegSource(referenceName: str, series: DicomSeries | None) -> None:
+    """Raise before any work when no DICOM SEG can be written for the reference input."""
+    if series is None:
         raise ValueError(
             f"--dicom-seg needs the reference input '{referenceName}' to be a DICOM series "
             "(give a DICOM folder as input)"
         )
-    discovered = time.perf_counter()
+    from unetseg.host.dicom_seg import checkSegSource
 
-    scene = hostScene() if scene is None else scene
-    nodes = {
-        name: loadSource(scene, source, source.nodeName()) for name, source in assigned.items()
-    }
-    loaded = time.perf_counter()
+    checkSegSource(series)
 
-    result = SegmentationLogic(scene).process(
-        package, nodes, device=device, overlap=overlap, fast=fast
-    )
-    assert isinstance(result, SegmentationResult)
-    timings = {"discover": discovered - started, "load": loaded - discovered}
-    timings.update((k, v) for k, v in result.timings.items() if k != "total")
-    saveStarted = time.perf_counter()
-    written = {"seg_nrrd": str(saveSegmentation(result.segmentationNode, output))}
-    timings["save"] = time.perf_counter() - saveStarted
-    if dicomSeg is not None:
-        series = assigned[referenceName].series
-        assert series is not None
-        segStarted = time.perf_counter()
-        written["dicom_seg"] = str(_writeDicomSeg(package, result, series, Path(dicomSeg)))
-        timings["dicom_seg"] = time.perf_counter() - segStarted
-    if preview is not None:
-        previewStarted = time.perf_counter()
-        written["preview"] = str(_writePreview(package, result, nodes[referenceName], preview))
-        timings["preview"] = time.perf_counter() - previewStarted
-    timings["total"] = time.perf_counter() - started
+
+def _timed(timings: dict[str, float], stage: str, path: Path, render, *args) -> tuple[Path, bytes]:
+    """``(path, render(*args))``, the seconds it took recorded as ``timings[stage]``."""
+    started = time.perf_counter()
+    data = render(*args)
+    timings[stage] = time.perf_counter() - started
+    return path, data
+
+
+def _report(
+    package: ModelPackage,
+    sources: Sequence[Source],
+    assigned: Mapping[str, Source],
+    chosen: Mapping[str, Source],
+    result: SegmentationResult,
+    fast: bool,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """The summary of a run (see ``segmentFiles``), without its "outputs"."""
     used = {id(source) for source in assigned.values()}
-    report = {
+    return {
         "model": {"id": package.id, "version": package.version, "title": package.title},
         "inputs": {
             name: _describeInput(source, name not in chosen) for name, source in assigned.items()
         },
         "unused_inputs": [s.describe() for s in sources if id(s) not in used],
         "missing_optional_inputs": result.missingOptionalInputs,
+        "warnings": _inputWarnings(assigned),
         "device": result.device,
         "fast": fast,
         "timings_s": timings,
         "statistics": result.statistics,
-        "outputs": written,
     }
-    if summary is not None:
-        Path(summary).parent.mkdir(parents=True, exist_ok=True)
-        Path(summary).write_text(json.dumps(report, indent=2))
-    return report
 
 
-def _writePreview(
-    package: ModelPackage, result: SegmentationResult, referenceNode, path: str | Path
-) -> Path:
-    from unetseg.preview import write_overlay_montage
+def _refuseAmbiguous(assigned: Mapping[str, Source], ambiguous: Mapping[str, list]) -> None:
+    """Raise when an input was matched automatically among equally good candidates."""
+    for name, others in ambiguous.items():
+        candidates = "; ".join(s.describe() for s in [assigned[name], *others])
+        raise ValueError(
+            f"input '{name}' matches several inputs equally well ({candidates}); choose one "
+            f"with --map {name}=PATH_OR_SERIES"
+        )
+
+
+def _inputFiles(
+    inputs: Sequence[str | Path], sources: Sequence[Source], package: ModelPackage
+) -> list[Path]:
+    """Every file the run reads: inputs, the files of their DICOM series, the model's files."""
+    files = [Path(p) for p in inputs] + [package.path / MANIFEST_FILE, package.weights_path]
+    for source in sources:
+        files += list(source.series.files) if source.series is not None else [source.path]
+    return files
+
+
+def _inputWarnings(assigned: Mapping[str, Source]) -> list[str]:
+    return [
+        f"input {name}: DICOM series {source.series.label}: {warning}"
+        for name, source in assigned.items()
+        if source.series is not None
+        for warning in source.series.warnings
+    ]
+
+
+def _commitOutputs(
+    segmentationNode,
+    output: Path,
+    rendered: Mapping[str, tuple[Path, bytes]],
+    summary: str | Path | None,
+    report: dict[str, Any],
+    started: float,
+) -> None:
+    """Write every output under a temporary name, then rename them all into place; fills in
+    the "save" and "total" timings of ``report`` before the summary is written."""
+    timings = report["timings_s"]
+    saveStarted = time.perf_counter()
+    with contextlib.ExitStack() as commit:
+        temporary = commit.enter_context(atomic_path(output))
+        writeSegmentationFile(segmentationNode, temporary, output)
+        for path, data in rendered.values():
+            write_new_file(commit.enter_context(atomic_path(path)), data)
+        timings["save"] = time.perf_counter() - saveStarted
+        timings["total"] = time.perf_counter() - started
+        if summary is not None:
+            text = json.dumps(report, indent=2).encode()
+            write_new_file(commit.enter_context(atomic_path(summary)), text)
+    segmentationNode.GetStorageNode().SetFileName(str(output))
+
+
+def _preview(package: ModelPackage, result: SegmentationResult, referenceNode) -> bytes:
+    """Overlay montage of the result on the reference input, as PNG bytes."""
+    from unetseg.preview import overlay_montage_png
 
     image, geometry = volumeToArray(referenceNode, copy=False)
-    return write_overlay_montage(
-        path,
+    return overlay_montage_png(
         image,
         result.labels,
         geometry,
@@ -282,17 +381,13 @@ def _writePreview(
     )
 
 
-def _writeDicomSeg(
-    package: ModelPackage, result: SegmentationResult, series: DicomSeries, path: Path
-) -> Path:
-    from unetseg.host.dicom_seg import writeDicomSeg
+def _dicomSeg(package: ModelPackage, result: SegmentationResult, series: DicomSeries) -> bytes:
+    from unetseg.host.dicom_seg import dicomSegBytes
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return writeDicomSeg(
+    return dicomSegBytes(
         result.labels,
         package.labels,
         series,
-        path,
         seriesDescription=f"{package.title} (UNetSeg)",
         algorithmName=f"UNetSeg {package.id}",
         algorithmVersion=package.version,

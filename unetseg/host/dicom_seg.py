@@ -8,6 +8,7 @@ with codes as ``{"scheme", "value", "meaning"}``.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,31 @@ import numpy as np
 import pydicom
 from pydicom.sr.codedict import codes
 
+from unetseg.atomic import write_atomically
 from unetseg.host.dicom_series import DicomSeries
 
 POSITION_TOLERANCE_MM = 0.01
+#: Attributes of every source slice that a SEG needs to reference it.
+REFERENCE_ATTRIBUTES = (
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "FrameOfReferenceUID",
+)
+#: Type 2 patient/study attributes copied into a SEG: written empty (as the standard allows)
+#: when the source files lack them (highdicom needs them present).
+EMPTY_WHEN_ABSENT = (
+    "PatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+)
 
 # Used when a label has no terminology: SNOMED CT "Tissue" (Slicer's generic default).
 TISSUE = {"scheme": "SCT", "value": "85756007", "meaning": "Tissue"}
@@ -48,7 +71,12 @@ def _sourceDatasets(source: DicomSeries | Sequence[pydicom.Dataset]) -> list[pyd
         raise ValueError(f"series {source.label}: SEG export needs a single-frame image series")
     if source.errors:
         raise ValueError(f"series {source.label}: {'; '.join(source.errors)}")
-    return [pydicom.dcmread(path, stop_before_pixels=True) for path in source.files]
+    datasets = [pydicom.dcmread(path, stop_before_pixels=True) for path in source.files]
+    for ds in datasets:
+        for keyword in EMPTY_WHEN_ABSENT:
+            if keyword not in ds:
+                setattr(ds, keyword, "")
+    return datasets
 
 
 def _field(spec: Any, key: str) -> Any:
@@ -74,25 +102,61 @@ def _segmentDescription(
     )
 
 
+def checkSegSource(sourceSeries: DicomSeries | Sequence[pydicom.Dataset]) -> None:
+    """Raise ``ValueError`` naming the series when a DICOM SEG cannot reference it: not a
+    single-frame image series, blocking series errors, or slices without the UIDs a reference
+    needs (``REFERENCE_ATTRIBUTES``, often emptied by anonymisation). Cheap (headers only):
+    run it before the segmentation is computed."""
+    _checkReferenceAttributes(sourceSeries, _sourceDatasets(sourceSeries))
+
+
+def _checkReferenceAttributes(
+    sourceSeries: DicomSeries | Sequence[pydicom.Dataset], sources: Sequence[pydicom.Dataset]
+) -> None:
+    missing = sorted({key for ds in sources for key in REFERENCE_ATTRIBUTES if not ds.get(key)})
+    if missing:
+        label = sourceSeries.label if isinstance(sourceSeries, DicomSeries) else "source"
+        raise ValueError(
+            f"cannot write a DICOM SEG for series {label}: its files have no (or empty) "
+            f"{', '.join(missing)} (anonymised?), so a SEG could not reference them"
+        )
+
+
 def writeDicomSeg(
     labels: np.ndarray,
     labelSpecs: Sequence[Mapping[str, Any] | Any],
     sourceSeries: DicomSeries | Sequence[pydicom.Dataset],
     outputPath: str | Path,
+    **options: Any,
+) -> Path:
+    """``dicomSegBytes(labels, labelSpecs, sourceSeries, **options)`` written atomically to
+    ``outputPath`` (``unetseg.atomic``); returns ``outputPath``."""
+    return write_atomically(outputPath, dicomSegBytes(labels, labelSpecs, sourceSeries, **options))
+
+
+def dicomSegBytes(
+    labels: np.ndarray,
+    labelSpecs: Sequence[Mapping[str, Any] | Any],
+    sourceSeries: DicomSeries | Sequence[pydicom.Dataset],
     seriesDescription: str = "Segmentation",
     algorithmName: str = "UNetSeg",
     algorithmVersion: str = "1.0",
     seriesNumber: int = 1000,
-) -> Path:
-    """Write ``labels`` (K, J, I) uint8 as a BINARY DICOM SEG referencing ``sourceSeries``.
+) -> bytes:
+    """``labels`` (K, J, I) uint8 as a BINARY DICOM SEG file referencing ``sourceSeries``.
 
     ``labels[k]`` must be the segmentation of source slice k (``sourceSeries.files[k]``, or the
     k-th dataset when datasets are passed). Each entry of ``labelSpecs`` (manifest dicts or
     ``LabelSpec``; terminology defaults to SNOMED "Tissue") becomes one segment,
     numbered 1..N in increasing label value (label values 1, 2, ... keep their numbers); frames
-    without any voxel of a segment are omitted. Returns ``outputPath``.
+    without any voxel of a segment are omitted. Returns the file's bytes (DICOM Part 10).
+
+    Raises:
+        ValueError: the series cannot be referenced (see ``checkSegSource``), or the labels do
+            not fit it or the specs.
     """
     sources = _sourceDatasets(sourceSeries)
+    _checkReferenceAttributes(sourceSeries, sources)
     labels = np.asarray(labels)
     expected = (len(sources), int(sources[0].Rows), int(sources[0].Columns))
     if labels.shape != expected:
@@ -136,9 +200,9 @@ def writeDicomSeg(
         # Real files sometimes carry an empty SpecificCharacterSet, which highdicom rejects.
         specific_character_set=sources[0].get("SpecificCharacterSet") or None,
     )
-    outputPath = Path(outputPath)
-    seg.save_as(outputPath)
-    return outputPath
+    buffer = io.BytesIO()
+    seg.save_as(buffer)
+    return buffer.getvalue()
 
 
 def _labelSpec(description: hd.seg.SegmentDescription) -> dict[str, Any]:

@@ -4,6 +4,13 @@ Headers are read with pydicom, pixels with SimpleITK.
 
 Slices are ordered along the slice normal (cross product of the ImageOrientationPatient row and
 column directions): ``files[0]`` is slice k = 0 of the loaded (K, J, I) array.
+
+Geometry is checked before a multi-slice series is loaded, because SimpleITK would load a bad
+one with made-up or stretched geometry (only a warning on stderr): every slice must have
+ImagePositionPatient and ImageOrientationPatient, one orientation and one PixelSpacing, distinct
+positions stacked along the slice normal, and uniform slice spacing (gaps within 1 % or
+0.01 mm of each other: a missing slice is refused, not stretched over). Such series get
+``errors`` naming the problem and ``loadSeries`` refuses them.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ MEDIA_STORAGE_DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"  # DICOMDIR
 ORIENTATION_TOLERANCE = 1e-3  # direction cosines
 POSITION_TOLERANCE_MM = 1e-3
 SPACING_RELATIVE_TOLERANCE = 0.01
+SPACING_ABSOLUTE_TOLERANCE_MM = 0.01
 
 
 @dataclass(frozen=True)
@@ -123,14 +131,19 @@ def _sortAndCheck(
 
     orientations = [_floats(ds, "ImageOrientationPatient", 6) for ds in headers]
     positions = [_floats(ds, "ImagePositionPatient", 3) for ds in headers]
-    if any(o is None for o in orientations) or any(p is None for p in positions):
-        warnings.append("no ImagePositionPatient/ImageOrientationPatient: sorted by InstanceNumber")
+    unplaced = sum(o is None or p is None for o, p in zip(orientations, positions, strict=True))
+    if unplaced:
+        errors.append(
+            f"ImagePositionPatient/ImageOrientationPatient missing or invalid on {unplaced} of "
+            f"{len(paths)} slices: the slice positions are unknown (files kept in InstanceNumber "
+            "order)"
+        )
         return byInstance, warnings, errors
     if any(np.abs(o - orientations[0]).max() > ORIENTATION_TOLERANCE for o in orientations):
-        warnings.append("inconsistent ImageOrientationPatient between slices")
+        errors.append("inconsistent ImageOrientationPatient between slices")
     spacings = [_floats(ds, "PixelSpacing", 2) for ds in headers]
     if any(s is None or np.abs(s - spacings[0]).max() > POSITION_TOLERANCE_MM for s in spacings):
-        warnings.append("inconsistent PixelSpacing between slices")
+        errors.append("missing or inconsistent PixelSpacing between slices")
 
     normal = np.cross(orientations[0][:3], orientations[0][3:])
     distances = np.array([float(normal @ p) for p in positions])
@@ -144,13 +157,20 @@ def _sortAndCheck(
             "in one series?)"
         )
         return order, warnings, errors
-    if gaps.max() - gaps.min() > SPACING_RELATIVE_TOLERANCE * float(np.median(gaps)):
-        warnings.append(
-            f"non-uniform slice spacing ({gaps.min():.3g} to {gaps.max():.3g} mm): missing slices?"
+    tolerance = max(
+        SPACING_RELATIVE_TOLERANCE * float(np.median(gaps)), SPACING_ABSOLUTE_TOLERANCE_MM
+    )
+    if gaps.max() - gaps.min() > tolerance:
+        errors.append(
+            f"non-uniform slice spacing ({gaps.min():.3g} to {gaps.max():.3g} mm): missing "
+            "slices? (resample the series to a regular grid first)"
         )
     stack = positions[order[-1]] - positions[order[0]]
     if abs(float(normal @ stack)) < (1.0 - 1e-4) * float(np.linalg.norm(stack)):
-        warnings.append("slices are not stacked along their normal (gantry tilt or shear)")
+        errors.append(
+            "slices are not stacked along their normal (gantry tilt or shear; resample the "
+            "series to a regular grid first)"
+        )
     return order, warnings, errors
 
 

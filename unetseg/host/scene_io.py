@@ -15,6 +15,9 @@ from pathlib import Path
 import slicer
 import vtk
 
+from unetseg.atomic import atomic_path
+from unetseg.host.image_files import DamagedImageError, checkImageFile, checkNrrdFile
+
 # Logics registered by newScene(), kept alive as long as their scene: a deleted colour logic
 # removes the default colour tables from the scene.
 _sceneLogics: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -114,8 +117,11 @@ def loadVolume(scene, path: str | Path, name: str | None = None):
     Raises:
         VolumeReadError: file missing, unreadable, corrupt or not an image; the message names
             the file and includes the reader's details.
+        DamagedImageError: a truncated NIfTI file or one holding NaN/infinite values (which
+            Slicer's reader would silently turn into zeros; see ``image_files``).
     """
     path = _existingFile(path)
+    checkImageFile(path)
     failures = []
     for nodeClass in (slicer.vtkMRMLScalarVolumeNode, slicer.vtkMRMLVectorVolumeNode):
         storageNode = slicer.vtkMRMLVolumeArchetypeStorageNode()
@@ -157,23 +163,35 @@ def loadSegmentation(scene, path: str | Path, name: str | None = None):
 
 
 def saveSegmentation(segmentationNode, path: str | Path) -> Path:
-    """Write ``segmentationNode`` to ``path`` (``.seg.nrrd``) with its storage node.
+    """Write ``segmentationNode`` to ``path`` (``.seg.nrrd``) atomically with its storage node.
 
     Uses the node's storage node (adding a default one if it has none), so the node remembers
     the file as after Slicer's "Save". Voxels are written in the reference geometry extent
     (no cropping), with names, colours, label values, terminology and layers. Creates the
-    parent folder if needed.
+    parent folder if needed. The file is written under a temporary name in the same folder and
+    renamed into place when complete (``unetseg.atomic``): a failure leaves an existing file
+    as it was.
 
     Returns:
         The path written.
 
     Raises:
         SegmentationWriteError: the node is not in a scene, the extension is not supported or
-            writing failed.
+            writing failed (disk full, no permission).
     """
-    path = Path(path)
-    if not path.name.lower().endswith(".seg.nrrd"):
-        raise SegmentationWriteError(f"Segmentation files must end with .seg.nrrd: {path}")
+    path = _segmentationPath(path)
+    with atomic_path(path) as temporary:
+        writeSegmentationFile(segmentationNode, temporary, path)
+    segmentationNode.GetStorageNode().SetFileName(str(path))
+    return path
+
+
+def writeSegmentationFile(segmentationNode, path: str | Path, target: str | Path = "") -> None:
+    """``saveSegmentation`` without the atomic rename: writes ``path`` itself. For callers that
+    stage several files and rename them together (``unetseg.atomic.atomic_path``): ``path`` is
+    then the temporary file and ``target`` the final path, named in error messages."""
+    path = _segmentationPath(path)
+    target = target or path
     if segmentationNode.GetScene() is None:
         raise SegmentationWriteError(
             f"Segmentation '{segmentationNode.GetName()}' is not in a scene"
@@ -182,11 +200,22 @@ def saveSegmentation(segmentationNode, path: str | Path) -> Path:
     if storageNode is None:
         segmentationNode.AddDefaultStorageNode()
         storageNode = segmentationNode.GetStorageNode()
-    path.parent.mkdir(parents=True, exist_ok=True)
     storageNode.SetFileName(str(path))
     with _vtkErrorsSilenced():
         ok = storageNode.WriteData(segmentationNode)
     if not ok:
         messages = storageNode.GetUserMessages().GetAllMessagesAsString().strip()
-        raise SegmentationWriteError(f"Cannot write '{path}':\n{messages or 'no details'}")
+        raise SegmentationWriteError(f"Cannot write '{target}':\n{messages or 'no details'}")
+    try:
+        checkNrrdFile(path)  # the writer reports success on a full disk
+    except DamagedImageError as error:
+        raise SegmentationWriteError(
+            f"Writing '{target}' failed (disk full or file size limit?): {error}"
+        ) from None
+
+
+def _segmentationPath(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.name.lower().endswith(".seg.nrrd"):
+        raise SegmentationWriteError(f"Segmentation files must end with .seg.nrrd: {path}")
     return path

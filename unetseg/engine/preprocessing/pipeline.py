@@ -11,8 +11,13 @@ Steps (3D models):
    (permutation and flips only).
 3. resample it to ``manifest["spacing_mm"]`` (I, J, K) with linear interpolation; the new grid
    keeps the outer corner of the first voxel (see ``resample_to_spacing``). This is the model grid.
+   Before that, the memory the case needs on the model grid is estimated and checked against
+   the memory available (``resources.check_case_memory``: a wrong ``spacing_mm`` is refused
+   with a clear message, not a ``MemoryError``).
 4. secondary inputs on the reference grid follow the same steps; inputs on another grid are
-   resampled (linear, 0 outside their extent) directly onto the model grid, one interpolation.
+   resampled (linear, 0 outside their extent) directly onto the model grid, one interpolation;
+   one that covers less than ``MIN_GRID_COVERAGE`` of the model grid is refused (another
+   study or frame of reference, most likely).
 5. normalise each input with its manifest ``normalization`` spec (default ``{"method": "none"}``);
    a missing optional input becomes a zero channel and is listed in ``missing_inputs``.
 6. stack to ``image`` (C, K, J, I) float32 and compute ``foreground_mask``.
@@ -43,11 +48,20 @@ from unetseg.engine.preprocessing.orientation import (
     canonical_layout,
     reorient_to_canonical,
 )
-from unetseg.engine.preprocessing.resampling import resample_to_geometry, resample_to_spacing
+from unetseg.engine.preprocessing.resampling import (
+    resample_to_geometry,
+    resample_to_spacing,
+    resampled_shape,
+)
+from unetseg.engine.resources import check_case_memory
 
 # Secondary inputs whose geometry matches the reference within this (mm) share its grid.
 SAME_GRID_ATOL_MM = 1e-3
+#: Least fraction of the model grid that an input on another grid must cover.
+MIN_GRID_COVERAGE = 0.5
 _SPACING_RTOL = 1e-4
+#: Points per axis sampled to measure the coverage.
+_COVERAGE_SAMPLES = 17
 
 
 @dataclass
@@ -131,6 +145,28 @@ def _target_spacing(manifest: Mapping[str, Any], grid: Geometry) -> list[float |
         if abs(spacing[axis] - current[axis]) > _SPACING_RTOL * spacing[axis]:
             target[axis] = spacing[axis]
     return target
+
+
+def grid_coverage(source: Geometry, target: Geometry) -> float:
+    """Fraction of the voxel centres of ``target`` that lie inside the extent of ``source``
+    (estimated on a lattice of up to ``_COVERAGE_SAMPLES`` points per axis)."""
+    axes = [np.linspace(0, n - 1, min(n, _COVERAGE_SAMPLES)) for n in target.shape[::-1]]
+    i, j, k = np.meshgrid(*axes, indexing="ij")
+    points = np.stack([i.ravel(), j.ravel(), k.ravel(), np.ones(i.size)])
+    index = (source.ras_to_ijk @ target.ijk_to_ras @ points)[:3]
+    sizes = np.array(source.shape[::-1], dtype=np.float64)[:, None]
+    inside = np.all((index >= -0.5) & (index <= sizes - 0.5), axis=0)
+    return float(inside.mean())
+
+
+def _check_coverage(name: str, geometry: Geometry, model_geometry: Geometry) -> None:
+    coverage = grid_coverage(geometry, model_geometry)
+    if coverage < MIN_GRID_COVERAGE:
+        raise ValueError(
+            f"input {name!r} does not overlap the reference enough: it covers {coverage:.0%} "
+            f"of its grid (at least {MIN_GRID_COVERAGE:.0%} needed); are both images from the "
+            "same study and frame of reference?"
+        )
 
 
 def _validated_arrays(
@@ -235,6 +271,9 @@ def prepare_inputs(
         canonical_geometry = reference_geometry
         undo = OrientationUndo((0, 1, 2), (False, False, False), reference_geometry.shape)
     target = _target_spacing(manifest, canonical_geometry)
+    check_case_memory(
+        resampled_shape(canonical_geometry, target), manifest, canonical_geometry.spacing
+    )
 
     model_geometry = canonical_geometry
     for index in [reference] + [i for i in range(len(specs)) if i != reference]:
@@ -248,9 +287,8 @@ def prepare_inputs(
             volume, model_geometry = resample_to_spacing(volume, canonical_geometry, target, 1)
             lap("resample")
         else:
+            _check_coverage(specs[index]["name"], geometry, model_geometry)
             volume = resample_to_geometry(volume, geometry, model_geometry, 1)
-            if not volume.any():
-                raise ValueError(f"input {specs[index]['name']!r} does not overlap the reference")
             lap("resample_secondary")
         volumes[index] = volume
 

@@ -71,8 +71,7 @@ def resample_to_spacing(
     new = np.array([o if s is None else float(s) for o, s in zip(old, spacing_ijk, strict=True)])
     if np.any(new <= 0) or not np.all(np.isfinite(new)):
         raise ValueError(f"target spacing must be positive, got {spacing_ijk}")
-    sizes = np.array(geometry.shape[::-1])
-    new_sizes = np.where(new == old, sizes, np.maximum(1, np.floor(sizes * old / new + 0.5)))
+    new_sizes = np.array(resampled_shape(geometry, spacing_ijk)[::-1])
     scale = new / old
     origin = geometry.origin + geometry.direction @ ((new - old) / 2.0)
     new_geometry = Geometry.from_spacing_origin_direction(
@@ -82,6 +81,16 @@ def resample_to_spacing(
         array, scale, 0.5 * scale - 0.5, new_sizes.astype(int), order, "border", 0.0
     )
     return result, new_geometry
+
+
+def resampled_shape(geometry: Geometry, spacing_ijk: Sequence[float | None]) -> tuple[int, ...]:
+    """Shape (K, J, I) that ``resample_to_spacing(..., geometry, spacing_ijk)`` gives, computed
+    without resampling (to check memory first); ``spacing_ijk`` is (I, J, K) mm, None = kept."""
+    old = geometry.spacing
+    new = np.array([o if s is None else float(s) for o, s in zip(old, spacing_ijk, strict=True)])
+    sizes = np.array(geometry.shape[::-1], dtype=np.float64)
+    new_sizes = np.where(new == old, sizes, np.maximum(1, np.floor(sizes * old / new + 0.5)))
+    return tuple(int(n) for n in new_sizes[::-1])
 
 
 def resample_to_geometry(

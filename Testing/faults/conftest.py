@@ -1,0 +1,61 @@
+"""Fixtures of the fault and bad-input suite: a tiny untrained brain model and a synthetic
+case (helpers in support.py, the subprocess runner in child.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from Testing.faults.support import SUFFIXES, segment_args
+from Training.synth import brain_mri_case
+from unetseg.cli import main
+from unetseg.untrained import brain_mri_manifest, untrained_package
+
+
+@pytest.fixture(scope="session")
+def brain_model(tmp_path_factory):
+    """4-input brain model (filters 4-8-16, patch 32^3, 2 mm): fast, untrained."""
+    manifest = brain_mri_manifest((4, 8, 16), patch_size=(32, 32, 32))
+    manifest["spacing_mm"] = [2.0, 2.0, 2.0]
+    return untrained_package(tmp_path_factory.mktemp("models") / "brain", manifest)
+
+
+@pytest.fixture(scope="session")
+def brain_case():
+    """A synthetic 4-sequence brain case, (K, J, I) = (16, 32, 32) at (2, 2, 3) mm."""
+    return brain_mri_case(np.random.default_rng(4), (32, 32, 16), (2.0, 2.0, 3.0), layout="brats")
+
+
+@pytest.fixture
+def case_files(brain_case, tmp_path) -> dict[str, Path]:
+    """The case as four NIfTI files in ``tmp_path/case`` (a fresh copy per test)."""
+    folder = tmp_path / "case"
+    folder.mkdir()
+    files = {}
+    for name, suffix in SUFFIXES.items():
+        files[name] = folder / f"BraTS-MET-00007-000-{suffix}.nii.gz"
+        image = brain_case.images[name].transpose(2, 1, 0).astype(np.int16)
+        nib.save(nib.Nifti1Image(image, brain_case.geometry.ijk_to_ras), files[name])
+    return files
+
+
+@pytest.fixture(scope="session")
+def other_model(tmp_path_factory):
+    """The brain model with other weights: its outputs tell an old result from a new one."""
+    manifest = brain_mri_manifest((4, 8, 16), patch_size=(32, 32, 32))
+    manifest["spacing_mm"] = [2.0, 2.0, 2.0]
+    return untrained_package(tmp_path_factory.mktemp("models") / "other", manifest, seed=3)
+
+
+@pytest.fixture
+def old_outputs(other_model, case_files, tmp_path) -> dict[str, Path]:
+    """A previous good result in ``tmp_path/out``: ``seg`` (.seg.nrrd) and ``summary`` (JSON),
+    made by ``other_model``."""
+    out = tmp_path / "out"
+    paths = {"seg": out / "r.seg.nrrd", "summary": out / "r.json"}
+    args = segment_args(other_model.path, case_files.values(), paths["seg"])
+    assert main([*args, "--summary", str(paths["summary"]), "--device", "cpu"]) == 0
+    return paths
