@@ -65,11 +65,19 @@ def describe_error(error: BaseException, debug: bool = False) -> str:
 def _stop_signals() -> Iterator[None]:
     """SIGINT and SIGTERM raise ``KeyboardInterrupt`` (also where a parent shell made the
     process ignore SIGINT, as for background jobs); the previous handlers come back after."""
+    with stop_signal_handler(_interrupt):
+        yield
+
+
+@contextlib.contextmanager
+def stop_signal_handler(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """``handler(signum, frame)`` for SIGINT and SIGTERM inside the block (main thread only:
+    elsewhere signals cannot be handled and the block runs unchanged)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     numbers = (signal.SIGINT, signal.SIGTERM)
-    previous = {number: signal.signal(number, _interrupt) for number in numbers}
+    previous = {number: signal.signal(number, handler) for number in numbers}
     try:
         yield
     finally:

@@ -41,6 +41,7 @@ from Training.loop.trainer import BEST, LAST, Trainer, config_differences
 from Training.sampling import DiskCases
 from unetseg.atomic import write_atomically
 from unetseg.engine.device import describe_device, select_device
+from unetseg.exits import stop_signal_handler
 
 logger = logging.getLogger("Training")
 LOGGERS = ("Training", "unetseg")
@@ -229,9 +230,6 @@ def _logging(run_dir: Path, main: bool, progress: Progress | None) -> Iterator[N
 def _graceful_sigint(trainer: Trainer) -> Iterator[None]:
     """First Ctrl-C (or SIGTERM): finish the step, save ``last`` and stop (the summary says
     ``"interrupted": true``); second: abort."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def handler(signum: int, frame: Any) -> None:
         if trainer.stop_requested:
@@ -239,13 +237,8 @@ def _graceful_sigint(trainer: Trainer) -> Iterator[None]:
         trainer.request_stop()
         logger.warning("stopping after this step (checkpoint 'last'); Ctrl-C again to abort")
 
-    stopping = (signal.SIGINT, signal.SIGTERM)
-    previous = {number: signal.signal(number, handler) for number in stopping}
-    try:
+    with stop_signal_handler(handler):
         yield
-    finally:
-        for number, action in previous.items():
-            signal.signal(number, action)
 
 
 @contextlib.contextmanager
