@@ -13,15 +13,16 @@ RED = LabelSpec(1, "right lung", (255, 0, 0), None)
 BLUE = LabelSpec(2, "left lung", (0, 0, 255), None)
 
 
-def _volume(ijk_to_ras: np.ndarray, shape=(20, 30, 40)):
-    """A body with label 1 in the patient's right half and 2 in the left, on any grid."""
+def _volume(ijk_to_ras: np.ndarray, shape=(20, 30, 40), axis: int = 0):
+    """A body with label 1 in the patient's right half (``axis`` 0; 1: anterior half) and 2 in
+    the other half, on any grid."""
     geometry = Geometry(ijk_to_ras, shape)
     k, j, i = np.indices(shape)
     ras = np.einsum("ab,b...->a...", ijk_to_ras[:3, :3], np.stack([i, j, k])) + ijk_to_ras[
         :3, 3
     ].reshape(3, 1, 1, 1)
     centre = ras.reshape(3, -1).mean(axis=1)
-    labels = np.where(ras[0] < centre[0], 1, 2).astype(np.uint8)  # R is -x in RAS
+    labels = np.where(ras[axis] > centre[axis], 1, 2).astype(np.uint8)  # R, A are +x, +y in RAS
     image = np.full(shape, 100.0, dtype=np.float32)
     return image, labels, geometry
 
@@ -45,8 +46,17 @@ def test_patient_right_is_on_the_screen_left_for_ras_and_lps_storage() -> None:
         image, labels, geometry = _volume(ijk_to_ras)
         montage = overlay_montage(image, labels, geometry, [RED, BLUE], title="case")
         assert montage.size == (PANEL_PX * 8, PANEL_PX + LEGEND_PX)  # 6 axial + coronal + sagittal
-        left, right = _colour_side(montage, 0)
-        assert left > 0.95 and right < 0.05  # radiological display
+        for panel in (0, 6):  # an axial and the coronal panel
+            left, right = _colour_side(montage, panel)
+            assert left > 0.95 and right < 0.05  # radiological display
+
+
+def test_the_sagittal_panel_faces_left() -> None:
+    for ijk_to_ras in (np.diag([1.0, 1.0, 2.0, 1.0]), np.diag([-1.0, -1.0, 2.0, 1.0])):
+        image, labels, geometry = _volume(ijk_to_ras, axis=1)
+        montage = overlay_montage(image, labels, geometry, [RED, BLUE])
+        left, right = _colour_side(montage, 7)
+        assert left > 0.95 and right < 0.05  # anterior on the screen left
 
 
 def test_a_2d_image_is_shown_as_stored_in_one_large_panel(tmp_path) -> None:

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "export": "Training.commands.export",
     "pseudolabel-lungs": "Training.commands.pseudolabel_lungs",
     "build-lung-ct-data": "Training.commands.build_lung_ct_data",
+    "build-lung-ct-reference": "Training.commands.build_lung_ct_reference",
 }
 
 

@@ -1,10 +1,11 @@
 """Overlay montages of a segmentation over its image, as PNG (Pillow only).
 
 A 3D case becomes a strip of axial slices through the segmented extent plus one coronal and one
-sagittal slice through the centre of the segmentation, in radiological display (patient right
-on the image left; anterior, or superior, at the top) with square millimetres. A 2D image is
-shown as stored. Each label is filled half-transparent in its colour and outlined; nested
-(sigmoid) regions show their outlines inside each other. A legend strip names the labels.
+sagittal slice through the centre of the segmentation's largest piece, in radiological display
+(patient right on the image left; anterior, or superior, at the top; sagittal facing left) with
+square millimetres. A 2D image is shown as stored. Each label is filled half-transparent in its
+colour and outlined; nested (sigmoid) regions show their outlines inside each other. A legend
+strip names the labels.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def _panels_3d(
     k_any = np.flatnonzero(labels.any(axis=(1, 2)))
     if k_any.size:
         first, last = k_any[0], k_any[-1]
-        centre = np.round(ndimage.center_of_mass(labels > 0)).astype(int)
+        centre = _largest_component_centre(labels > 0)
     else:
         first, last = k_count // 4, max(k_count // 4, 3 * k_count // 4 - 1)
         centre = np.array(labels.shape) // 2
@@ -112,13 +113,23 @@ def _panels_3d(
     if axial.size == 0:
         axial = np.array([first])
     panels = []
-    # Canonical I runs to the patient's left, J to anterior, K to superior.
+    # Canonical I runs to the patient's right, J to anterior, K to superior: reversing I puts
+    # the patient's right on the screen left; the sagittal slice faces left (anterior left).
     for k in axial:
-        panels.append((image[k, ::-1, :], labels[k, ::-1, :], (sy, sx)))
+        panels.append((image[k, ::-1, ::-1], labels[k, ::-1, ::-1], (sy, sx)))
     j, i = int(np.clip(centre[1], 0, j_count - 1)), int(np.clip(centre[2], 0, i_count - 1))
-    panels.append((image[::-1, j, :], labels[::-1, j, :], (sz, sx)))  # coronal
-    panels.append((image[::-1, :, i], labels[::-1, :, i], (sz, sy)))  # sagittal
+    panels.append((image[::-1, j, ::-1], labels[::-1, j, ::-1], (sz, sx)))  # coronal
+    panels.append((image[::-1, ::-1, i], labels[::-1, ::-1, i], (sz, sy)))  # sagittal
     return panels
+
+
+def _largest_component_centre(mask: np.ndarray) -> np.ndarray:
+    """(K, J, I) voxel at the centre of mass of the largest connected component of ``mask``
+    (the middle of two separate lesions may hold neither)."""
+    components, _ = ndimage.label(mask)
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    return np.round(ndimage.center_of_mass(components == sizes.argmax())).astype(int)
 
 
 def _render(

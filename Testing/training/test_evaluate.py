@@ -158,8 +158,10 @@ def test_sigmoid_regions_and_lesion_detection(tmp_path):
     write_dataset("brain-mri", root, 2, seed=2, size=32, layout="brats")
     manifest = small(brain_mri_manifest(filters=(4, 8)), spacing=2.0)
     manifest["output"] = {"activation": "sigmoid", "threshold": 0.5}
-    for label, name in zip(manifest["labels"], ("WT", "TC", "ET"), strict=True):
-        label["name"] = name
+    # Segments are the zones between the nested regions; evaluation reports the regions.
+    zones = ("oedema", "non-enhancing core", "enhancing")
+    for label, name, region in zip(manifest["labels"], zones, ("WT", "TC", "ET"), strict=True):
+        label["name"], label["region"] = name, region
     manifest["network"]["out_channels"] = 3
     package = untrained_package(tmp_path / "pkg", manifest)
     regions = [[1, 2, 3], [1, 3], [3]]

@@ -19,6 +19,7 @@ from Training.data.volumes import read_image
 from Training.pseudolabels import LEFT_LUNG, RIGHT_LUNG, label_lungs
 from Training.pseudolabels.lung_ct import inside_air
 from Training.pseudolabels.lung_ct_data import FOLD_HU, PATIENT_REGEX, vary_outside_air
+from Training.reference.totalsegmentator_lungs import merge_lobes
 from Training.synth import SynthCase, lung_ct_case
 from Training.synth.chest import LUNGS
 from Training.synth.writers import save_nifti
@@ -234,7 +235,7 @@ def test_real_ct_matches_totalsegmentator_lobes():
     folder = shared("ct_totalsegmentator")
     hu, geometry = read_image(folder / "example_ct_sm.nii.gz")
     lobes, _ = read_image(folder / "example_seg.nii.gz")
-    reference = np.select([np.isin(lobes, [12, 13, 14]), np.isin(lobes, [10, 11])], [1, 2], 0)
+    reference = merge_lobes(lobes)
     result = label_lungs(hu, geometry)
     assert not result.trachea_found  # an abdominal scan: the lungs' bases only
     for value in (RIGHT_LUNG, LEFT_LUNG):

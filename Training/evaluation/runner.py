@@ -159,7 +159,7 @@ def evaluate(
         )
 
     summary = _summary([case["metrics"] for case in cases])
-    labels = [{"value": label.value, "name": label.name} for label in package.labels]
+    labels = [{"value": label.value, "name": label.region_name} for label in package.labels]
     result_json: dict[str, Any] = {
         "model": {
             "id": package.id,

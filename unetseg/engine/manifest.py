@@ -71,12 +71,19 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class LabelSpec:
-    """One output label (segment); ``color`` is 0-255 RGB."""
+    """One output label (segment); ``color`` is 0-255 RGB. ``region``: sigmoid models, the name
+    of the nested region (values >= ``value``) the label's channel predicts."""
 
     value: int
     name: str
     color: tuple[int, int, int]
     terminology: Mapping[str, Mapping[str, str]] | None
+    region: str | None = None
+
+    @property
+    def region_name(self) -> str:
+        """Name of what the network's channel for this label predicts."""
+        return self.region or self.name
 
     @property
     def color_float(self) -> tuple[float, float, float]:
@@ -95,6 +102,7 @@ class LabelSpec:
             terminology=None
             if terminology is None
             else {k: dict(v) for k, v in terminology.items()},
+            region=entry.get("region"),
         )
 
 
@@ -193,6 +201,11 @@ def _semantic_problems(m: Mapping[str, Any]) -> list[str]:
             f"$.network.out_channels: is {net['out_channels']} but {n_labels} label(s) need "
             f"{expected_out} ({rule})"
         )
+    for i, label in enumerate(m["labels"]):
+        if not sigmoid and "region" in label:
+            problems.append(
+                f"$.labels[{i}].region: only sigmoid models predict nested regions; remove it"
+            )
     if not sigmoid and "threshold" in m["output"]:
         problems.append(
             "$.output.threshold: only sigmoid models use a threshold; remove it (softmax "
@@ -218,6 +231,13 @@ def _semantic_problems(m: Mapping[str, Any]) -> list[str]:
         problems.append(f"$.weights.file: {weights_file!r} is a pickle format. {PICKLE_REFUSAL}")
     elif not weights_file.endswith(".safetensors"):
         problems.append(f"$.weights.file: {weights_file!r} must be a .safetensors file")
+    label_values = {label["value"] for label in m["labels"]}
+    for value in m.get("postprocessing", {}).get("largest_component", ()):
+        if value not in label_values:
+            problems.append(
+                f"$.postprocessing.largest_component: {value} is not a label value "
+                f"{sorted(label_values)}"
+            )
     input_names = {entry["name"] for entry in m["inputs"]}
     for i, sample in enumerate(m.get("sample_data", ())):
         if sample["input"] not in input_names:

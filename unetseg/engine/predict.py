@@ -8,7 +8,8 @@ Back to the input grid: when the model grid is coarser than the input's (a 2 mm 
 resampled linearly onto the input grid and the labels decided there, as nnU-Net does, so that
 boundaries follow the input's resolution instead of the model's voxel steps. Otherwise, or when
 the logits on the input grid would exceed ``SMOOTH_RESTORE_MAX_BYTES``, the label map itself is
-resampled (nearest neighbour).
+resampled (nearest neighbour). The manifest's ``postprocessing`` (largest component) is applied
+last, on the input grid.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from unetseg.engine.geometry import Geometry
 from unetseg.engine.inference import CancelToken, sliding_window_inference
 from unetseg.engine.inference.finalize import finalise_labels_
 from unetseg.engine.package import ModelPackage
+from unetseg.engine.postprocessing import apply_postprocessing
 from unetseg.engine.preprocessing.pipeline import PreparedCase, prepare_inputs
 
 logger = logging.getLogger(__name__)
@@ -53,7 +55,8 @@ class CaseSegmentation:
             Values are the manifest's label values, 0 is background.
         geometry: the reference input's geometry (the grid of `labels`).
         missing_inputs: optional inputs that were absent (their channel was zero).
-        timings: seconds per stage ("prepare", "inference", "restore").
+        timings: seconds per stage ("prepare", "inference", "restore": back to the input
+            grid and the manifest's ``postprocessing``).
         device: where the network ran, in words.
     """
 
@@ -138,6 +141,7 @@ class Segmenter:
         values = self._infer(case, overlap, fast, progress, cancel, smooth)
         inferred = time.perf_counter()
         restored = self._restore(case, values, smooth)
+        apply_postprocessing(restored, case.reference_geometry, self.package.manifest)
         done = time.perf_counter()
         return CaseSegmentation(
             labels=restored,

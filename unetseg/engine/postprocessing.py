@@ -1,0 +1,63 @@
+"""Label-map clean-up declared by a model package (``model.json`` ``postprocessing``).
+
+Organs that are one piece (a lung, a liver) are cleaned as nnU-Net's "remove all but the largest
+component" and lungmask do it: for each listed label only its largest connected component is
+kept, every other component of that label becomes background. ``min_volume_mm3`` then drops a
+listed label altogether when even its largest component is smaller (a scan that holds no lung
+gets no lung segment, rather than the largest speck of noise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from unetseg.engine.geometry import Geometry
+
+
+def keep_largest_components(
+    labels: np.ndarray,
+    voxel_size: float,
+    values: Sequence[int],
+    min_volume_mm3: float = 0.0,
+) -> np.ndarray:
+    """Keep only the largest connected component of each label in ``values``, in place.
+
+    Args:
+        labels: integer label map `(K, J, I)` (2D: `(1, J, I)` or `(J, I)`); changed in place.
+        voxel_size: voxel volume in mm³ (2D: pixel area in mm²).
+        values: label values to clean; other labels are left as they are.
+        min_volume_mm3: a label whose largest component is smaller than this is removed
+            (mm² in 2D).
+
+    Returns:
+        ``labels``. Components are face-connected (6-connectivity in 3D, 4 in 2D).
+    """
+    for value in values:
+        mask = labels == value
+        if not mask.any():
+            continue
+        components, count = ndimage.label(mask)
+        sizes = np.bincount(components.ravel(), minlength=count + 1)
+        sizes[0] = 0
+        largest = int(sizes.argmax())
+        keep = largest if sizes[largest] * voxel_size >= min_volume_mm3 else -1
+        labels[mask & (components != keep)] = 0
+    return labels
+
+
+def apply_postprocessing(
+    labels: np.ndarray, geometry: Geometry, manifest: Mapping[str, Any]
+) -> np.ndarray:
+    """Apply a manifest's ``postprocessing`` section to ``labels`` on ``geometry``'s grid (in
+    place; returned). 2D models measure areas (I and J spacing)."""
+    section = manifest.get("postprocessing") or {}
+    values = section.get("largest_component", ())
+    if values:
+        spatial = geometry.spacing[: int(manifest["spatial_dims"])]
+        voxel_size = float(np.prod(spatial))
+        keep_largest_components(labels, voxel_size, values, section.get("min_volume_mm3", 0.0))
+    return labels
