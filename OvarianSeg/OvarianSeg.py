@@ -25,7 +25,10 @@ class OvarianSeg(ScriptedLoadableModule):
             "Segments primary ovarian cancer and metastatic disease on contrast-enhanced CT of "
             "the abdomen and pelvis with a U-Net. Select the CT, click Segment, and review the "
             "segments (standard terminology) and the per-lesion table with volumes. For "
-            "research use only."
+            "research use only. The bundled model (ovarian-ct) is a demonstration model, not "
+            "trained on patient images: it learnt from synthetic pelvic phantoms only, because "
+            "no labelled ovarian CT was available, and its output on real CT is not meaningful. "
+            "Train your own with the Training package (Training/configs/ovarian_ct.yaml)."
         )
         self.parent.acknowledgementText = _(
             "UNetSeg shares one segmentation engine between 3D Slicer, a headless command line "

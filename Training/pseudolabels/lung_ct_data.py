@@ -39,7 +39,7 @@ from Training.pseudolabels.montage import lung_montage
 from Training.synth.chest import lung_ct_case
 from Training.synth.shapes import smooth_field
 from Training.synth.space import PhantomSpace
-from Training.synth.writers import save_nifti
+from Training.synth.writers import save_nifti, write_decathlon_json
 from unetseg.engine.geometry import Geometry
 from unetseg.engine.preprocessing.orientation import reorient_to_canonical
 
@@ -155,7 +155,15 @@ def build_lung_ct_dataset(
         summary["cases"][case_id] = _case_info(
             label, geometry, raised, folded, source="abdomen_phantom", labels="exact"
         )
-    _write_dataset_json(root, list(summary["cases"]))
+    write_decathlon_json(
+        root,
+        "LungCT-RightLeft",
+        "Chest CT with the patient's right and left lung: real CT with classical labels "
+        "(Training.pseudolabels) and synthetic phantoms with exact labels.",
+        LABELS,
+        list(summary["cases"]),
+        reference="python -m Training build-lung-ct-data",
+    )
     (root / "build.json").write_text(json.dumps(summary, indent=1))
     return summary
 
@@ -296,23 +304,3 @@ def _case_info(
             for value, name in LABELS.items()
         },
     }
-
-
-def _write_dataset_json(root: Path, cases: list[str]) -> None:
-    """Medical Segmentation Decathlon ``dataset.json`` listing ``cases`` for training."""
-    content = {
-        "name": "LungCT-RightLeft",
-        "description": "Chest CT with the patient's right and left lung: real CT with classical "
-        "labels (Training.pseudolabels) and synthetic phantoms with exact labels.",
-        "reference": "python -m Training build-lung-ct-data",
-        "tensorImageSize": "3D",
-        "modality": {"0": "CT"},
-        "labels": {"0": "background", **{str(k): v for k, v in LABELS.items()}},
-        "numTraining": len(cases),
-        "numTest": 0,
-        "training": [
-            {"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in cases
-        ],
-        "test": [],
-    }
-    (root / "dataset.json").write_text(json.dumps(content, indent=1))

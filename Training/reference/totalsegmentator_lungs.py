@@ -15,7 +15,6 @@ right lung = upper + middle + lower right lobe (12, 13, 14), left lung = upper +
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from Training.data.volumes import read_image
-from Training.synth.writers import save_nifti
+from Training.synth.writers import save_nifti, write_decathlon_json
 from unetseg.engine.geometry import Geometry
 
 RIGHT_LOBES = (12, 13, 14)
@@ -60,23 +59,16 @@ def build_reference(shared: str | Path, out: str | Path) -> dict[str, Any]:
             name: round(float(np.count_nonzero(label == value)) * voxel_ml, 1)
             for value, name in LABELS.items()
         }
-    content = {
-        "name": "TotalSegmentator-lungs",
-        "description": "TotalSegmentator example CTs with its MODEL-MADE lobes merged per side "
-        "(1 right lung, 2 left lung); reference for the lung-ct model, never trained on.",
-        "reference": "python -m Training build-lung-ct-reference",
-        "tensorImageSize": "3D",
-        "modality": {"0": "CT"},
-        "labels": {"0": "background", **{str(k): v for k, v in LABELS.items()}},
-        "numTraining": len(cases),
-        "training": [
-            {"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in cases
-        ],
-        "test": [],
-        "volumes_ml": volumes,
-    }
-    (root / "dataset.json").write_text(json.dumps(content, indent=1))
-    return content
+    return write_decathlon_json(
+        root,
+        "TotalSegmentator-lungs",
+        "TotalSegmentator example CTs with its MODEL-MADE lobes merged per side (1 right lung, "
+        "2 left lung); reference for the lung-ct model, never trained on.",
+        LABELS,
+        list(cases),
+        reference="python -m Training build-lung-ct-reference",
+        volumes_ml=volumes,
+    )
 
 
 def _dicom_case(source: Path) -> tuple[np.ndarray, np.ndarray, Geometry]:

@@ -19,7 +19,7 @@ case's (possibly oblique) affine.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -203,22 +203,40 @@ def write_dataset(
         }
         ids.append(case_id)
     if task == "lung-ct":
-        _write_decathlon_json(root, ids[:cases], ids[cases:])
+        write_decathlon_json(
+            root,
+            "SyntheticLungCT",
+            "Synthetic chest CT phantoms (UNetSeg Training.synth); labels are exact.",
+            LUNG_LABELS,
+            ids[:cases],
+            ids[cases:],
+            reference="generated",
+            licence="CC0-1.0",
+        )
     write_atomically(root / "synth.json", json.dumps(summary, indent=1).encode())
     return ids
 
 
-def _write_decathlon_json(root: Path, training: list[str], test: list[str]) -> None:
-    """Medical Segmentation Decathlon ``dataset.json`` for the lung-ct layout."""
-    labels = {"0": "background", **{str(k): v for k, v in LUNG_LABELS.items()}}
+def write_decathlon_json(
+    root: Path,
+    name: str,
+    description: str,
+    labels: Mapping[int, str],
+    training: Sequence[str],
+    test: Sequence[str] = (),
+    **extra: Any,
+) -> dict[str, Any]:
+    """Write (atomically) and return a Medical Segmentation Decathlon ``dataset.json`` for CT
+    cases ``imagesTr/<case>.nii.gz`` + ``labelsTr/<case>.nii.gz`` (``training``) and
+    ``imagesTs/<case>.nii.gz`` (``test``); ``labels`` maps values >= 1 to names; ``extra``
+    fields (reference, licence, ...) are added as given."""
     content = {
-        "name": "SyntheticLungCT",
-        "description": "Synthetic chest CT phantoms (UNetSeg Training.synth); labels are exact.",
-        "reference": "generated",
-        "licence": "CC0-1.0",
+        "name": name,
+        "description": description,
+        **extra,
         "tensorImageSize": "3D",
         "modality": {"0": "CT"},
-        "labels": labels,
+        "labels": {"0": "background", **{str(k): v for k, v in labels.items()}},
         "numTraining": len(training),
         "numTest": len(test),
         "training": [
@@ -227,3 +245,4 @@ def _write_decathlon_json(root: Path, training: list[str], test: list[str]) -> N
         "test": [f"./imagesTs/{c}.nii.gz" for c in test],
     }
     write_atomically(root / "dataset.json", json.dumps(content, indent=1).encode())
+    return content
