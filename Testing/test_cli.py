@@ -6,8 +6,11 @@ Errors must come back as exit code 2 with one clear line on stderr, before any o
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -72,7 +75,7 @@ def assert_one_line_error(code: int, err: str, *phrases: str) -> None:
         ("missing_required", ("Missing required input", "'flair'", "*flair*")),
         ("nonexistent_path", ("Input not found", "nope.nii.gz")),
         ("corrupt_nifti", ("Cannot read", "broken-t1c.nii.gz")),
-        ("wrong_output_suffix", ("must end with .seg.nrrd",)),
+        ("wrong_output_suffix", ("must end with .seg.nrrd, .nii.gz or .nii", "out.mha")),
         ("malformed_map", ("--map expects INPUT=PATH_OR_SERIES",)),
         ("map_unknown_input", ("unknown input 'dwi'",)),
         ("map_names_nothing", ("--map flair=Sag FLAIR", "no file or DICOM series")),
@@ -96,7 +99,7 @@ def test_errors_are_one_line_with_exit_code_2(
         broken.write_bytes(b"this is not a NIfTI file" * 20)
         inputs = [broken, brats_files["flair"]]
     elif case == "wrong_output_suffix":
-        output = tmp_path / "out.nii.gz"
+        output = tmp_path / "out.mha"
     elif case == "malformed_map":
         extra = ["--map", "t1c"]
     elif case == "map_unknown_input":
@@ -258,3 +261,163 @@ def test_demo_segments_every_sample_with_its_bundled_model(tmp_path, capsys):
         montage = np.asarray(Image.open(tmp_path / f"{entry['sample']}.png").convert("L"))
         assert montage.std() > 20  # an image, not a blank page
         assert entry["sample"] in out
+
+
+def test_version_prints_the_package_version(capsys):
+    import unetseg
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"unetseg {unetseg.__version__}"
+
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["segment", "--help"])
+
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--device {auto,cpu,cuda} where the network runs (default: auto)" in out
+    assert "-q, --quiet" in out and "-v, --verbose" in out
+    assert "default: None" not in out and "default: False" not in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "phrases"),
+    [
+        (["--map", "t1c"], ("--map expects INPUT=PATH_OR_SERIES",)),
+        (["--dicom-seg", "out.dcm"], ("--dicom-seg", "DICOM folder")),
+        (["--statistics", "out.txt"], ("--statistics must end with .csv",)),
+        (["--preview", "out.jpg"], ("--preview must end with .png",)),
+        (["--overlap", "1.5"], ("--overlap must be in [0, 1)",)),
+    ],
+)
+def test_argument_errors_come_before_the_model_and_inputs(extra, phrases, tmp_path, capsys):
+    """The model does not exist and the input is no image: the argument is reported first."""
+    not_an_image = tmp_path / "t1c.nii.gz"
+    not_an_image.write_bytes(b"not read")
+    args = segment_args("no-such-model", [not_an_image], tmp_path / "o.seg.nrrd")
+
+    code, _, err = run(capsys, *args, *extra)
+
+    assert_one_line_error(code, err, *phrases)
+
+
+def test_bad_arguments_are_refused_before_slicer_or_torch_is_imported(tmp_path):
+    args = segment_args("no-such-model", [tmp_path / "x.nii.gz"], tmp_path / "o.mha")
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "unetseg", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 2
+    assert "--output must end with .seg.nrrd" in done.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+    assert "unetseg.cli" in imported
+    assert not {"slicer", "torch", "unetseg.host.batch"} & imported
+
+
+def test_quiet_prints_nothing_and_still_writes(brain_model, brats_files, tmp_path, capsys):
+    output = tmp_path / "q.nii.gz"
+
+    code, out, err = run(
+        capsys, *segment_args(brain_model.path, brats_files.values(), output), "-q"
+    )
+
+    assert code == 0 and out == "" and err == ""
+    assert nib.load(output).shape == nib.load(brats_files["t1c"]).shape
+
+
+@pytest.fixture(scope="module")
+def dicom_case(tmp_path_factory) -> Path:
+    """T1c and FLAIR of a synthetic case as two DICOM series in one folder."""
+    from Testing.dicom_factory import writeDicomSeries
+
+    case = brain_mri_case(np.random.default_rng(5), (24, 24, 12), (2.0, 2.0, 3.0), layout="brats")
+    folder = tmp_path_factory.mktemp("dicom")
+    lps = np.diag([-1.0, -1.0, 1.0])
+    for number, (name, description) in enumerate({"t1c": "T1 post", "flair": "FLAIR"}.items()):
+        writeDicomSeries(
+            folder,
+            case.images[name],
+            spacing=case.geometry.spacing,
+            origin=lps @ case.geometry.origin,
+            direction=lps @ case.geometry.direction,
+            seriesDescription=description,
+            seriesNumber=number + 1,
+            studyUID="1.2.826.0.1.3680043.8.498.1",
+            frameOfReferenceUID="1.2.826.0.1.3680043.8.498.2",
+        )
+    return folder
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_highdicom_logs_only_with_verbose(
+    verbose, brain_model, dicom_case, tmp_path, capsys, caplog
+):
+    caplog.set_level(logging.INFO)
+    args = segment_args(brain_model.path, [dicom_case], tmp_path / "d.seg.nrrd")
+    args += ["--dicom-seg", tmp_path / "d.dcm", "--device", "cpu"] + (["-v"] if verbose else [])
+
+    code, _, err = run(capsys, *args)
+
+    assert code == 0, err
+    from_highdicom = [r for r in caplog.records if r.name.startswith("highdicom")]
+    assert bool(from_highdicom) == verbose
+    assert logging.getLogger("highdicom").level == logging.NOTSET  # restored after the run
+
+
+def test_summary_numbers_are_rounded(brain_model, brats_files, tmp_path, capsys):
+    summary = tmp_path / "s.json"
+    args = segment_args(brain_model.path, brats_files.values(), tmp_path / "s.seg.nrrd")
+
+    code, out, err = run(capsys, *args, "--summary", summary, "--device", "cpu")
+
+    assert code == 0, err
+    report = json.loads(summary.read_text())
+    assert all(round(t, 2) == t for t in report["timings_s"].values())
+    assert all(round(s["volume_ml"], 1) == s["volume_ml"] for s in report["statistics"]["segments"])
+    lesion = report["statistics"]["lesions"][0]
+    assert round(lesion["volume_mm3"], 1) == lesion["volume_mm3"]
+    assert all(round(c, 2) == c for c in lesion["centroid_ras"])
+    timings = next(line for line in out.splitlines() if "timings:" in line)
+    assert all(len(t.split(".")[-1]) == 3 for t in timings.split(", "))  # "1.23s"
+
+
+class Terminal(io.StringIO):
+    """A captured stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture(scope="module")
+def small_patch_model(tmp_path_factory):
+    """The brain model with 16^3 windows: several windows per case."""
+    manifest = brain_mri_manifest((4, 8), patch_size=(16, 16, 16))
+    manifest["spacing_mm"] = [2.0, 2.0, 2.0]
+    return untrained_package(tmp_path_factory.mktemp("models") / "small", manifest)
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_progress_bar_of_the_windows_on_a_terminal(
+    quiet, small_patch_model, brats_files, tmp_path, monkeypatch, capsys
+):
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    args = segment_args(small_patch_model.path, brats_files.values(), tmp_path / "p.seg.nrrd")
+
+    code = main([*map(str, args), "--device", "cpu", *(["-q"] if quiet else [])])
+
+    assert code == 0, terminal.getvalue()
+    if quiet:
+        assert terminal.getvalue() == ""
+        return
+    states = re.findall(r"windows: +(\d+)%\|.*?\| (\d+)/(\d+)", terminal.getvalue())
+    assert states[0][:2] == ("0", "0") and states[-1][0] == "100"
+    done, total = states[-1][1:]
+    assert done == total and int(total) > 1

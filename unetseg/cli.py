@@ -10,19 +10,55 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TextIO
 
+from unetseg import __version__
 from unetseg.exits import debug_option, run_command
+
+#: Loggers of libraries that are quiet unless ``-v`` (highdicom logs nine INFO lines per SEG).
+THIRD_PARTY_LOGGERS = ("highdicom", "slicer")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except the empty ones (None, False, [])."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, []):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _verbosity_option() -> argparse.ArgumentParser:
+    """Parent parser adding ``-q/--quiet`` and ``-v/--verbose``."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also print debug messages and those of third-party libraries (highdicom, slicer)",
+    )
+    return parent
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="unetseg", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="unetseg", description=__doc__.splitlines()[0], formatter_class=_HelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     common = [debug_option()]
 
     segment = commands.add_parser(
-        "segment", parents=common, help="segment one case (files or DICOM folders)"
+        "segment",
+        parents=[*common, _verbosity_option()],
+        help="segment one case (files or DICOM folders)",
+        formatter_class=_HelpFormatter,
     )
     segment.add_argument("--model", required=True, help="model id or model folder")
     segment.add_argument(
@@ -38,16 +74,31 @@ def _parser() -> argparse.ArgumentParser:
         metavar="INPUT=PATH_OR_SERIES",
         help="override the automatic matching, e.g. t1c=/data/post.nii.gz flair='Ax FLAIR'",
     )
-    segment.add_argument("--output", required=True, type=Path, help="output .seg.nrrd")
+    segment.add_argument(
+        "--output",
+        required=True,
+        nargs="+",
+        help="where to write the result, one or more of: a .seg.nrrd file; a .nii.gz/.nii "
+        "label map (with a <name>.json sidecar of label names, colours and codes); a folder "
+        "(ending with / or existing) for one <segment>.nii.gz mask per segment",
+    )
     segment.add_argument("--dicom-seg", type=Path, help="also write a DICOM SEG")
     segment.add_argument("--summary", type=Path, help="also write a JSON summary")
     segment.add_argument(
         "--preview", type=Path, help="also write an overlay montage of the result (.png)"
     )
     segment.add_argument(
+        "--statistics",
+        type=Path,
+        help="also write per-segment volume and intensity statistics per input (.csv; lesion "
+        "models add <stem>_lesions.csv)",
+    )
+    segment.add_argument(
         "--overwrite", action="store_true", help="replace output files that already exist"
     )
-    segment.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    segment.add_argument(
+        "--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the network runs"
+    )
     segment.add_argument("--overlap", type=float, help="window overlap (default: the model's)")
     segment.add_argument(
         "--fast",
@@ -56,12 +107,20 @@ def _parser() -> argparse.ArgumentParser:
         "faster, approximate (some voxels may be labelled differently)",
     )
 
-    models = commands.add_parser("models", parents=common, help="list the available model packages")
+    models = commands.add_parser(
+        "models",
+        parents=common,
+        help="list the available model packages",
+        formatter_class=_HelpFormatter,
+    )
     models.add_argument("--path", nargs="*", type=Path, help="extra model folders to search")
     models.add_argument("--json", action="store_true", help="machine-readable output")
 
     sample = commands.add_parser(
-        "sample", parents=common, help="list or copy the bundled real sample images"
+        "sample",
+        parents=common,
+        help="list or copy the bundled real sample images",
+        formatter_class=_HelpFormatter,
     )
     sample.add_argument("ids", nargs="*", metavar="ID", help="samples to copy (default: all)")
     sample.add_argument("--list", action="store_true", help="list the samples and exit")
@@ -71,9 +130,12 @@ def _parser() -> argparse.ArgumentParser:
         "demo",
         parents=common,
         help="segment every bundled sample with its bundled model (.seg.nrrd, PNG, JSON)",
+        formatter_class=_HelpFormatter,
     )
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
-    demo.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    demo.add_argument(
+        "--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the network runs"
+    )
     return parser
 
 
@@ -89,23 +151,92 @@ def _overrides(pairs: Sequence[str]) -> dict[str, str]:
     return overrides
 
 
+def _check_segment_arguments(args: argparse.Namespace) -> dict[str, str]:
+    """Every check that needs no input, model or Slicer; returns the ``--map`` overrides.
+
+    Raises:
+        ValueError: a bad output suffix, ``--map`` syntax, ``--overlap``, or ``--dicom-seg``
+            without a DICOM folder among the inputs.
+    """
+    from unetseg.host import exports
+
+    exports.outputKinds(args.output)
+    exports.checkSuffix("--preview", args.preview, ".png")
+    exports.checkSuffix("--statistics", args.statistics, ".csv")
+    overrides = _overrides(args.map)
+    if args.overlap is not None and not 0.0 <= args.overlap < 1.0:
+        raise ValueError(f"--overlap must be in [0, 1), got {args.overlap}")
+    if args.dicom_seg is not None and not any(Path(p).is_dir() for p in args.input):
+        raise ValueError(
+            "--dicom-seg needs the reference input to be a DICOM series: give a DICOM folder "
+            "as --input"
+        )
+    return overrides
+
+
+class WindowProgress:
+    """A tqdm bar of the sliding windows on ``stream``, fed by the engine's
+    ``progress(done, total)`` callback (a restart, e.g. on the CPU after a GPU ran out of
+    memory, starts the bar again)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=total, desc="windows", unit="window", file=self._stream, dynamic_ncols=True
+            )
+        elif total != self._bar.total or done < self._bar.n:
+            self._bar.reset(total=total)
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+@contextmanager
+def _window_progress(quiet: bool, stream: TextIO) -> Iterator[WindowProgress | None]:
+    """A ``WindowProgress`` on ``stream`` when it is a terminal and not ``quiet``, else None."""
+    if quiet or not stream.isatty():
+        yield None
+        return
+    bar = WindowProgress(stream)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
 def _segment(args: argparse.Namespace) -> int:
+    overrides = _check_segment_arguments(args)
     from unetseg.host.batch import segmentFiles
 
-    report = segmentFiles(
-        args.model,
-        args.input,
-        args.output,
-        dicomSeg=args.dicom_seg,
-        summary=args.summary,
-        preview=args.preview,
-        device=args.device,
-        overlap=args.overlap,
-        fast=args.fast,
-        overrides=_overrides(args.map),
-        overwrite=args.overwrite,
-    )
-    _print_report(report)
+    with _window_progress(args.quiet, sys.stderr) as progress:
+        report = segmentFiles(
+            args.model,
+            args.input,
+            args.output,
+            dicomSeg=args.dicom_seg,
+            summary=args.summary,
+            preview=args.preview,
+            statistics=args.statistics,
+            device=args.device,
+            overlap=args.overlap,
+            fast=args.fast,
+            overrides=overrides,
+            overwrite=args.overwrite,
+            progress=progress,
+        )
+    if args.quiet:
+        for warning in report["warnings"]:
+            print(f"warning: {warning}", file=sys.stderr)
+    else:
+        _print_report(report)
     return 0
 
 
@@ -192,4 +323,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {"segment": _segment, "models": _models, "sample": _sample, "demo": _demo}[
         args.command
     ]
-    return run_command(f"unetseg {args.command}", lambda: handler(args), debug=args.debug)
+    quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
+    with _verbosity(quiet, verbose):
+        return run_command(f"unetseg {args.command}", lambda: handler(args), debug=args.debug)
+
+
+@contextmanager
+def _verbosity(quiet: bool, verbose: bool) -> Iterator[None]:
+    """Log levels for the block: UNetSeg INFO (WARNING with ``quiet``, DEBUG with
+    ``verbose``); ``THIRD_PARTY_LOGGERS`` WARNING (ERROR with ``quiet``) and highdicom's
+    warnings hidden, unless ``verbose``. The previous levels come back after."""
+    levels = {"unetseg": logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO}
+    if not verbose:
+        levels |= dict.fromkeys(THIRD_PARTY_LOGGERS, logging.ERROR if quiet else logging.WARNING)
+    loggers = {name: logging.getLogger(name) for name in levels}
+    previous = {name: logger.level for name, logger in loggers.items()}
+    with warnings.catch_warnings():
+        if not verbose:
+            warnings.filterwarnings("ignore", module=r"highdicom(\.|$)")
+        try:
+            for name, level in levels.items():
+                loggers[name].setLevel(level)
+            yield
+        finally:
+            for name, level in previous.items():
+                loggers[name].setLevel(level)

@@ -87,3 +87,22 @@ def test_the_segmenter_applies_the_manifest_postprocessing(tmp_path, min_volume)
     expected = keep_largest_components(raw.copy(), 8.0, [1, 2], min_volume or 0.0)
     assert np.array_equal(labels, expected)
     assert not np.array_equal(labels, raw)  # the untrained network leaves islands to remove
+
+
+def test_inside_body_clears_labels_in_the_air_around_the_body(tmp_path) -> None:
+    manifest = lung_ct_manifest((4, 8, 16))
+    manifest["patch_size"] = [32, 32, 32]
+    _, j, i = np.indices((32, 32, 32))
+    body = (j - 15.5) ** 2 + (i - 15.5) ** 2 < 10.0**2  # a cylinder along K
+    rng = np.random.default_rng(1)
+    image = np.where(body, rng.normal(-200.0, 80.0, body.shape), -1000.0).astype(np.float32)
+    geometry = Geometry(np.diag([2.0, 2.0, 2.0, 1.0]), (32, 32, 32))
+    raw = Segmenter(untrained_package(tmp_path / "plain", manifest), "cpu")
+    labels = raw.segment([image], [geometry]).labels
+    assert labels[~body].any()  # the untrained network labels some outside air
+    manifest["postprocessing"] = {"inside_body": True}
+    inside = Segmenter(untrained_package(tmp_path / "inside", manifest), "cpu")
+    cleaned = inside.segment([image], [geometry]).labels
+    assert not cleaned[~body].any()
+    assert np.all((cleaned == labels) | (cleaned == 0))  # only clears
+    assert np.mean(cleaned[body] == labels[body]) > 0.98  # the body mask is the cylinder

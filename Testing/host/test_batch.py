@@ -192,7 +192,7 @@ def test_nifti_brats_case_through_the_command_line(brain_model, nifti_files, tmp
     for row, segment in zip(segments, seg["segments"], strict=True):
         count = int((labels == segment["labelValue"]).sum())
         assert row["voxel_count"] == count
-        assert row["volume_ml"] == pytest.approx(count * voxelMl, rel=1e-4)
+        assert row["volume_ml"] == pytest.approx(count * voxelMl, abs=0.05)  # summary: 0.1 mL
     lesions = report["statistics"]["lesions"]
     assert report["statistics"]["lesion_count"] == len(lesions) > 0
     assert sum(lesion["voxel_count"] for lesion in lesions) == int((labels > 0).sum())

@@ -1,10 +1,14 @@
 """Label-map clean-up declared by a model package (``model.json`` ``postprocessing``).
 
-Organs that are one piece (a lung, a liver) are cleaned as nnU-Net's "remove all but the largest
-component" and lungmask do it: for each listed label only its largest connected component is
-kept, every other component of that label becomes background. ``min_volume_mm3`` then drops a
-listed label altogether when even its largest component is smaller (a scan that holds no lung
-gets no lung segment, rather than the largest speck of noise).
+``inside_body``: labels outside the body mask (``unetseg.engine.preprocessing.body_mask`` of
+the reference input, the mask that also decides which windows to skip) become background, so
+that air between the skin, blankets and the table is never lung.
+
+``largest_component``: organs that are one piece (a lung, a liver) are cleaned as nnU-Net's
+"remove all but the largest component" and lungmask do it: for each listed label only its
+largest connected component is kept, every other component of that label becomes background.
+``min_volume_mm3`` then drops a listed label altogether when even its largest component is
+smaller (a scan that holds no lung gets no lung segment, rather than the largest speck of noise).
 """
 
 from __future__ import annotations
@@ -50,11 +54,17 @@ def keep_largest_components(
 
 
 def apply_postprocessing(
-    labels: np.ndarray, geometry: Geometry, manifest: Mapping[str, Any]
+    labels: np.ndarray,
+    geometry: Geometry,
+    manifest: Mapping[str, Any],
+    body: np.ndarray | None = None,
 ) -> np.ndarray:
     """Apply a manifest's ``postprocessing`` section to ``labels`` on ``geometry``'s grid (in
-    place; returned). 2D models measure areas (I and J spacing)."""
+    place; returned). ``body``: the body mask on the same grid (used by ``inside_body``; None
+    where there is none, e.g. 2D models). 2D models measure areas (I and J spacing)."""
     section = manifest.get("postprocessing") or {}
+    if section.get("inside_body") and body is not None:
+        labels[~body.astype(bool)] = 0
     values = section.get("largest_component", ())
     if values:
         spatial = geometry.spacing[: int(manifest["spatial_dims"])]

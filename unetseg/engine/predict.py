@@ -141,7 +141,8 @@ class Segmenter:
         values = self._infer(case, overlap, fast, progress, cancel, smooth)
         inferred = time.perf_counter()
         restored = self._restore(case, values, smooth)
-        apply_postprocessing(restored, case.reference_geometry, self.package.manifest)
+        manifest = self.package.manifest
+        apply_postprocessing(restored, case.reference_geometry, manifest, self._body(case))
         done = time.perf_counter()
         return CaseSegmentation(
             labels=restored,
@@ -154,6 +155,14 @@ class Segmenter:
             },
             device=describe_device(self.device),
         )
+
+    def _body(self, case: PreparedCase) -> np.ndarray | None:
+        """The body mask on the input grid where the manifest's postprocessing uses it."""
+        if not self.package.manifest.get("postprocessing", {}).get("inside_body"):
+            return None
+        if case.foreground_mask is None:
+            return None
+        return case.restore_labels(case.foreground_mask.view(np.uint8))
 
     def _restores_logits(self, case: PreparedCase) -> bool:
         """Whether to resample logits rather than labels onto the input grid."""

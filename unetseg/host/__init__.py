@@ -10,4 +10,5 @@ naming is used here.
 - ``matching``: ``matchInputs`` (volumes to model inputs by name / SeriesDescription).
 - ``segmentation``: ``writeLabelmapToSegmentation`` (label map to segments with terminology).
 - ``report``: ``segmentStatistics`` (segment volumes, lesion table).
+- ``exports``: NIfTI label maps, per-segment masks and statistics CSV of the command line.
 """

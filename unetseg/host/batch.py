@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,12 +22,15 @@ import slicer
 from unetseg.atomic import atomic_path, write_new_file
 from unetseg.engine.geometry import Geometry
 from unetseg.engine.package import MANIFEST_FILE, ModelPackage
+from unetseg.engine.preprocessing.resampling import resample_to_geometry
 from unetseg.engine.registry import resolve_model
+from unetseg.host import exports
 from unetseg.host.dicom_series import DicomSeries, discoverSeries, loadSeries
-from unetseg.host.logic import SegmentationLogic, SegmentationResult
+from unetseg.host.logic import Progress, SegmentationLogic, SegmentationResult
 from unetseg.host.matching import SERIES_DESCRIPTION_ATTRIBUTE, Candidate, matchInputs
+from unetseg.host.report import roundedStatistics
 from unetseg.host.scene_io import loadVolume, newScene, writeSegmentationFile
-from unetseg.host.volumes import addVolumeFromArray, volumeToArray
+from unetseg.host.volumes import addVolumeFromArray, volumeGeometry, volumeToArray
 from unetseg.outputs import reserve_outputs
 
 #: 2D images that Slicer's archetype reader cannot open without the app: read with Pillow.
@@ -157,19 +161,22 @@ def _describeInput(source: Source, automatic: bool) -> dict[str, Any]:
 def segmentFiles(
     model: str | Path | ModelPackage,
     inputs: Sequence[str | Path],
-    output: str | Path,
+    output: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     dicomSeg: str | Path | None = None,
     summary: str | Path | None = None,
     preview: str | Path | None = None,
+    statistics: str | Path | None = None,
     device: str = "auto",
     overlap: float | None = None,
     fast: bool = False,
     overrides: Mapping[str, str | Path] | None = None,
     overwrite: bool = False,
+    progress: Progress | None = None,
     scene=None,
 ) -> dict[str, Any]:
-    """Segment one case given as files and/or DICOM folders; write ``.seg.nrrd`` (+ SEG, JSON).
+    """Segment one case given as files and/or DICOM folders; write ``.seg.nrrd`` / NIfTI /
+    one mask per segment (+ SEG, JSON, PNG, CSV).
 
     Before any work the outputs are reserved (``unetseg.outputs.reserve_outputs``): none may be
     an input (given files, the files of the DICOM series found, the model's files) or another
@@ -182,22 +189,31 @@ def segmentFiles(
         model: model id, model folder or loaded package.
         inputs: NIfTI/NRRD/MHA files, 2D images, or DICOM folders (every image series in them
             is a candidate, matched to the model inputs by SeriesDescription).
-        output: ``.seg.nrrd`` path.
+        output: one path or several, at most one of each kind (``exports.outputKind``):
+            ``.seg.nrrd``; ``.nii.gz`` / ``.nii`` (label map + ``<name>.json`` sidecar); a
+            folder (a string ending with ``/``, or an existing folder) for one
+            ``<segment name>.nii.gz`` mask per segment.
         dicomSeg: also write a DICOM SEG here (the reference input must be a DICOM series).
         summary: also write the returned summary as JSON here.
         preview: also write an overlay montage (PNG) of the result on the reference input.
+        statistics: also write a CSV of segment sizes and intensity statistics per input
+            (``exports.statisticsCsvBytes``), and for lesion models the lesion table as
+            ``<stem>_lesions.csv``.
         fast: faster but approximate (see ``SegmentationLogic.process``).
         overrides: input name -> file path, or SeriesDescription / SeriesInstanceUID of one
             input series; taken before automatic matching.
         overwrite: replace outputs that exist already (else ``FileExistsError``).
+        progress: ``progress(doneWindows, totalWindows)`` during inference (this thread).
         scene: scene to use (default: the app's, or a new headless one).
 
     Returns:
         Summary: model, matched inputs (``{"path", "matched": "auto"|"map"}`` plus the series
         description and UID for DICOM), unused inputs, missing optional inputs, ``warnings``
         about the inputs used, the device, ``fast``, timings per stage in s ("discover",
-        "load", the logic's stages, "dicom_seg" and "preview" when written, "save", "total"
-        wall time), per-segment volumes and lesion table (``statistics``), output paths.
+        "load", the logic's stages, "dicom_seg", "preview", "exports" (NIfTI, masks, CSV)
+        when written, "save", "total" wall time), per-segment volumes and lesion table
+        (``statistics``), output paths by kind ("seg_nrrd", "nifti", "nifti_sidecar",
+        "segment_folder", "statistics_csv", "lesions_csv", "dicom_seg", "preview").
 
     Raises:
         ValueError, FileNotFoundError, OSError: bad arguments, outputs or inputs (unreadable,
@@ -206,11 +222,10 @@ def segmentFiles(
         MissingInputError (a ValueError): a required input matched nothing.
     """
     started = time.perf_counter()
-    output = Path(output)
-    if not output.name.lower().endswith(".seg.nrrd"):
-        raise ValueError(f"--output must end with .seg.nrrd, got {output}")
-    if preview is not None and Path(preview).suffix.lower() != ".png":
-        raise ValueError(f"--preview must end with .png, got {preview}")
+    outputs = exports.outputKinds([output] if isinstance(output, str | os.PathLike) else output)
+    exports.checkSuffix("--preview", preview, ".png")
+    exports.checkSuffix("--statistics", statistics, ".csv")
+    statistics = None if statistics is None else Path(statistics)
     package = model if isinstance(model, ModelPackage) else resolve_model(model)
 
     sources = findSources(inputs)
@@ -229,13 +244,9 @@ def segmentFiles(
     referenceSeries = assigned[referenceName].series
     if dicomSeg is not None:
         _checkDicomSegSource(referenceName, referenceSeries)
-    outputs = {
-        "--output": output,
-        "--dicom-seg": dicomSeg,
-        "--summary": summary,
-        "--preview": preview,
-    }
-    with reserve_outputs(outputs, _inputFiles(inputs, sources, package), overwrite=overwrite):
+    files = exports.plannedFiles(outputs, package.labels, statistics, package.lesion_analysis)
+    files |= {"--dicom-seg": dicomSeg, "--summary": summary, "--preview": preview}
+    with reserve_outputs(files, _inputFiles(inputs, sources, package), overwrite=overwrite):
         timings = {"discover": time.perf_counter() - started}
         scene = hostScene() if scene is None else scene
         loadStarted = time.perf_counter()
@@ -244,7 +255,7 @@ def segmentFiles(
         }
         timings["load"] = time.perf_counter() - loadStarted
         result = SegmentationLogic(scene).process(
-            package, nodes, device=device, overlap=overlap, fast=fast
+            package, nodes, device=device, overlap=overlap, fast=fast, progress=progress
         )
         assert isinstance(result, SegmentationResult)
         timings.update((k, v) for k, v in result.timings.items() if k != "total")
@@ -258,12 +269,67 @@ def segmentFiles(
             rendered["preview"] = _timed(
                 timings, "preview", Path(preview), _preview, package, result, nodes[referenceName]
             )
+        exportsStarted = time.perf_counter()
+        paths, exported = _exports(package, result, nodes, outputs, statistics)
+        if exported:
+            timings["exports"] = time.perf_counter() - exportsStarted
         report = _report(package, sources, assigned, chosen, result, fast, timings)
-        report["outputs"] = {"seg_nrrd": str(output)} | {
+        report["outputs"] = {kind: str(path) for kind, path in paths.items()} | {
             kind: str(path) for kind, (path, _) in rendered.items()
         }
-        _commitOutputs(result.segmentationNode, output, rendered, summary, report, started)
+        staged = [*rendered.values(), *exported]
+        segNrrd = outputs.get(exports.SEG_NRRD)
+        _commitOutputs(result.segmentationNode, segNrrd, staged, summary, report, started)
     return report
+
+
+def _exports(
+    package: ModelPackage,
+    result: SegmentationResult,
+    nodes: Mapping[str, Any],
+    outputs: Mapping[str, Path],
+    statistics: Path | None,
+) -> tuple[dict[str, Path], list[tuple[Path, bytes]]]:
+    """Every output path by kind except SEG and preview (the ``.seg.nrrd`` included, written
+    by ``_commitOutputs``), and the NIfTI, mask and CSV files rendered as ``(path, bytes)``."""
+    reference = next(nodes[spec.name] for spec in package.inputs if spec.required)
+    geometry = volumeGeometry(reference)
+    labels = result.labels
+    assert labels is not None
+    paths: dict[str, Path] = dict(outputs)
+    files: list[tuple[Path, bytes]] = []
+    if exports.NIFTI in outputs:
+        nifti = outputs[exports.NIFTI]
+        paths["nifti_sidecar"] = exports.sidecarPath(nifti)
+        model = {"id": package.id, "version": package.version, "title": package.title}
+        files += [
+            (nifti, exports.labelmapBytes(labels, geometry, nifti)),
+            (paths["nifti_sidecar"], exports.sidecarBytes(model, package.labels, nifti)),
+        ]
+    if exports.FOLDER in outputs:
+        files += exports.segmentMasks(labels, geometry, package.labels, outputs[exports.FOLDER])
+    if statistics is not None:
+        images = {spec.name: _onGrid(nodes.get(spec.name), geometry) for spec in package.inputs}
+        intensities = exports.intensityStatistics(labels, package.labels, images)
+        segments = result.statistics["segments"]
+        paths["statistics_csv"] = statistics
+        files.append((statistics, exports.statisticsCsvBytes(segments, intensities)))
+        if package.lesion_analysis:
+            paths["lesions_csv"] = exports.lesionTablePath(statistics)
+            lesions = exports.lesionCsvBytes(result.statistics["lesions"])
+            files.append((paths["lesions_csv"], lesions))
+    return paths, files
+
+
+def _onGrid(node, geometry: Geometry) -> np.ndarray | None:
+    """The voxels of ``node`` on ``geometry``'s grid (linear interpolation when the grids
+    differ, NaN outside the volume); None for no node."""
+    if node is None:
+        return None
+    array, own = volumeToArray(node, copy=False)
+    if own.is_close(geometry):
+        return array
+    return resample_to_geometry(array.astype(np.float32), own, geometry, order=1, fill=np.nan)
 
 
 def _checkDicomSegSource(referenceName: str, series: DicomSeries | None) -> None:
@@ -343,8 +409,8 @@ def _inputWarnings(assigned: Mapping[str, Source]) -> list[str]:
 
 def _commitOutputs(
     segmentationNode,
-    output: Path,
-    rendered: Mapping[str, tuple[Path, bytes]],
+    segNrrd: Path | None,
+    rendered: Sequence[tuple[Path, bytes]],
     summary: str | Path | None,
     report: dict[str, Any],
     started: float,
@@ -354,16 +420,26 @@ def _commitOutputs(
     timings = report["timings_s"]
     saveStarted = time.perf_counter()
     with contextlib.ExitStack() as commit:
-        temporary = commit.enter_context(atomic_path(output))
-        writeSegmentationFile(segmentationNode, temporary, output)
-        for path, data in rendered.values():
+        if segNrrd is not None:
+            temporary = commit.enter_context(atomic_path(segNrrd))
+            writeSegmentationFile(segmentationNode, temporary, segNrrd)
+        for path, data in rendered:
             write_new_file(commit.enter_context(atomic_path(path)), data)
         timings["save"] = time.perf_counter() - saveStarted
         timings["total"] = time.perf_counter() - started
         if summary is not None:
-            text = json.dumps(report, indent=2).encode()
+            text = json.dumps(_rounded(report), indent=2).encode()
             write_new_file(commit.enter_context(atomic_path(summary)), text)
-    segmentationNode.GetStorageNode().SetFileName(str(output))
+    if segNrrd is not None:
+        segmentationNode.GetStorageNode().SetFileName(str(segNrrd))
+
+
+def _rounded(report: Mapping[str, Any]) -> dict[str, Any]:
+    """``report`` as written to the JSON summary: timings to 0.01 s, statistics rounded
+    (``roundedStatistics``)."""
+    timings = {stage: round(seconds, 2) for stage, seconds in report["timings_s"].items()}
+    statistics = roundedStatistics(report["statistics"])
+    return dict(report) | {"timings_s": timings, "statistics": statistics}
 
 
 def _preview(package: ModelPackage, result: SegmentationResult, referenceNode) -> bytes:

@@ -28,6 +28,42 @@ def formatSize(segment: Mapping[str, Any]) -> str:
     return f"{segment['volume_ml']:.1f} mL"
 
 
+#: Decimals of the numbers in summaries (``roundedStatistics``): volumes 0.1 mL / 0.1 mm³,
+#: areas 0.1 mm², lengths and coordinates 0.01 mm; counts and indices stay exact.
+_DECIMALS = {
+    "volume_ml": 1,
+    "area_mm2": 1,
+    "volume_mm3": 1,
+    "voxel_volume_mm3": 4,
+    "equivalent_diameter_mm": 2,
+    "centroid_index": 2,
+    "centroid_mm": 2,
+    "centroid_ras": 2,
+}
+#: Lesion volumes in mL keep the precision of ``volume_mm3`` (a metastasis may be 0.01 mL).
+_LESION_DECIMALS = _DECIMALS | {"volume_ml": 4}
+
+
+def roundedStatistics(statistics: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``segmentStatistics`` output with its numbers rounded for summaries."""
+
+    def rounded(row: Mapping[str, Any], decimals: Mapping[str, int]) -> dict[str, Any]:
+        def one(key: str, value: Any) -> Any:
+            if key not in decimals:
+                return value
+            if isinstance(value, list):
+                return [round(v, decimals[key]) for v in value]
+            return round(value, decimals[key])
+
+        return {key: one(key, value) for key, value in row.items()}
+
+    result = rounded(statistics, _DECIMALS)
+    result["segments"] = [rounded(row, _DECIMALS) for row in statistics["segments"]]
+    if "lesions" in statistics:
+        result["lesions"] = [rounded(row, _LESION_DECIMALS) for row in statistics["lesions"]]
+    return result
+
+
 def segmentStatistics(
     labels: np.ndarray,
     geometry: Geometry,
