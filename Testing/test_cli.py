@@ -176,6 +176,33 @@ def test_models_lists_packages_of_extra_folders(brain_model, tmp_path, capsys):
     assert [i["name"] for i in listed[brain_model.id]["inputs"]] == ["t1c", "flair", "t1", "t2"]
 
 
+def test_models_info_prints_the_card_or_the_manifest(tmp_path, capsys):
+    package = untrained_package(tmp_path / "cxr", lung_cxr_manifest((4, 8)))
+
+    code, out, err = run(capsys, "models", "info", package.id, "--path", tmp_path)
+
+    assert code == 0, err
+    assert out.splitlines()[:4] == [
+        "# Lungs on chest X-ray (UNTRAINED demo network) - `demo-lung-cxr-untrained` 0.0.1",
+        "",
+        "Licence: Apache-2.0",
+        "Intended use: Software testing only: untrained, its output is meaningless.",
+    ]
+    assert "Labels: 1 Lungs" in out and f"Model folder: {package.path}" in out
+
+    card = "# A card\n\n## Intended use\nResearch only.\n"
+    (package.path / "MODEL_CARD.md").write_text(card)
+    code, out, _ = run(capsys, "models", "info", str(package.path))
+
+    assert code == 0
+    assert out == f"{card}\nModel folder: {package.path}\n"
+
+    code, _, err = run(capsys, "models", "info", "no-such-model", "--path", tmp_path)
+
+    assert code == 2 and err.startswith("unetseg models: error: No model 'no-such-model'")
+    assert f"{package.id}@{package.version}" in err
+
+
 def _environment() -> dict[str, str]:
     """This interpreter's environment without PYTHONPATH: the code must find the package."""
     return {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}

@@ -1,4 +1,4 @@
-"""Headless command line: ``python -m unetseg {segment,models,sample,demo}``.
+"""Headless command line: ``python -m unetseg {segment,segment-batch,models,sample,demo}``.
 
 The same entry runs inside Slicer:
 ``Slicer --no-main-window --python-script <repo>/unetseg/scripts/slicer_segment.py -- segment ...``.
@@ -14,11 +14,16 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from unetseg import __version__
 from unetseg.exits import debug_option, run_command
 
+if TYPE_CHECKING:
+    from unetseg.engine.package import ModelPackage
+
+#: The human-readable model card next to a package's model.json (optional).
+MODEL_CARD_FILE = "MODEL_CARD.md"
 #: Loggers of libraries that are quiet unless ``-v`` (highdicom logs nine INFO lines per SEG).
 THIRD_PARTY_LOGGERS = ("highdicom", "slicer")
 
@@ -65,14 +70,17 @@ def _parser() -> argparse.ArgumentParser:
         "--input",
         required=True,
         nargs="+",
-        help="NIfTI/NRRD/MHA files, 2D images or DICOM folders, matched to the model inputs",
+        help="NIfTI/NRRD/MHA files, 2D images, or folders of image files and/or DICOM series "
+        "(a case folder), matched to the model inputs by file name or SeriesDescription",
     )
     segment.add_argument(
         "--map",
         nargs="*",
         default=[],
         metavar="INPUT=PATH_OR_SERIES",
-        help="override the automatic matching, e.g. t1c=/data/post.nii.gz flair='Ax FLAIR'",
+        help="override the automatic matching: a file, a folder of one image, or the file "
+        "name, series number, SeriesDescription or SeriesInstanceUID of one input, e.g. "
+        "t1c=/data/post.nii.gz flair='Ax FLAIR' t2=5",
     )
     segment.add_argument(
         "--output",
@@ -107,14 +115,75 @@ def _parser() -> argparse.ArgumentParser:
         "faster, approximate (some voxels may be labelled differently)",
     )
 
+    batch = commands.add_parser(
+        "segment-batch",
+        parents=[*common, _verbosity_option()],
+        help="segment many cases with one model (one case per sub-folder, or a CSV of cases)",
+        formatter_class=_HelpFormatter,
+    )
+    batch.add_argument("--model", required=True, help="model id or model folder")
+    cases = batch.add_mutually_exclusive_group(required=True)
+    cases.add_argument(
+        "--input-dir",
+        type=Path,
+        help="one case per sub-folder (image files and/or DICOM series, as --input of segment)",
+    )
+    cases.add_argument(
+        "--cases",
+        type=Path,
+        help="CSV with a case_id column and input paths in the other columns (relative to "
+        "the CSV; a column named after a model input chooses that input)",
+    )
+    batch.add_argument(
+        "--output-dir",
+        required=True,
+        type=Path,
+        help="<case>.seg.nrrd or <case>.nii.gz, <case>.summary.json (and <case>_statistics.csv) "
+        "per case, and summary.csv for the batch",
+    )
+    batch.add_argument(
+        "--output-format", default="seg.nrrd", choices=("seg.nrrd", "nii.gz"), help="result files"
+    )
+    batch.add_argument(
+        "--statistics", action="store_true", help="also write each case's statistics CSV"
+    )
+    batch.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="segment finished cases again (by default a case whose outputs exist is skipped)",
+    )
+    batch.add_argument(
+        "--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the network runs"
+    )
+    batch.add_argument("--overlap", type=float, help="window overlap (default: the model's)")
+    batch.add_argument(
+        "--fast", action="store_true", help="faster, approximate inference (see segment --help)"
+    )
+    for command in (segment, batch):
+        command.add_argument(
+            "--strict",
+            action="store_true",
+            help="refuse inputs that do not look like the model's modality (DICOM Modality, "
+            "intensity range) instead of warning",
+        )
+
     models = commands.add_parser(
         "models",
         parents=common,
-        help="list the available model packages",
+        help="list the available model packages; 'models info ID' prints a model's card",
         formatter_class=_HelpFormatter,
     )
     models.add_argument("--path", nargs="*", type=Path, help="extra model folders to search")
     models.add_argument("--json", action="store_true", help="machine-readable output")
+    models_commands = models.add_subparsers(dest="models_command", metavar="{info}")
+    info = models_commands.add_parser(
+        "info",
+        parents=common,
+        help="print a model's card: intended use, data, metrics, licence",
+        formatter_class=_HelpFormatter,
+    )
+    info.add_argument("id", metavar="ID", help="model id (id@version for one version) or folder")
+    info.add_argument("--path", nargs="*", type=Path, help="extra model folders to search")
 
     sample = commands.add_parser(
         "sample",
@@ -164,8 +233,7 @@ def _check_segment_arguments(args: argparse.Namespace) -> dict[str, str]:
     exports.checkSuffix("--preview", args.preview, ".png")
     exports.checkSuffix("--statistics", args.statistics, ".csv")
     overrides = _overrides(args.map)
-    if args.overlap is not None and not 0.0 <= args.overlap < 1.0:
-        raise ValueError(f"--overlap must be in [0, 1), got {args.overlap}")
+    _check_overlap(args.overlap)
     if args.dicom_seg is not None and not any(Path(p).is_dir() for p in args.input):
         raise ValueError(
             "--dicom-seg needs the reference input to be a DICOM series: give a DICOM folder "
@@ -231,13 +299,72 @@ def _segment(args: argparse.Namespace) -> int:
             overrides=overrides,
             overwrite=args.overwrite,
             progress=progress,
+            strict=args.strict,
         )
-    if args.quiet:
-        for warning in report["warnings"]:
-            print(f"warning: {warning}", file=sys.stderr)
-    else:
+    for warning in report["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    if not args.quiet:
         _print_report(report)
     return 0
+
+
+def _check_overlap(overlap: float | None) -> None:
+    if overlap is not None and not 0.0 <= overlap < 1.0:
+        raise ValueError(f"--overlap must be in [0, 1), got {overlap}")
+
+
+def _segment_batch(args: argparse.Namespace) -> int:
+    """Run ``segment-batch``; exit code 1 when a case failed."""
+    from unetseg.host import cases
+
+    _check_overlap(args.overlap)
+    if args.output_dir.exists() and not args.output_dir.is_dir():
+        raise ValueError(f"--output-dir {args.output_dir} is not a folder")
+    if args.cases is not None:
+        found = cases.casesFromCsv(args.cases)
+    else:
+        found = cases.casesFromFolder(args.input_dir, args.output_dir)
+    cases.checkCases(found)
+    with _window_progress(args.quiet, sys.stderr) as progress:
+        rows = cases.segmentCases(
+            args.model,
+            found,
+            args.output_dir,
+            outputFormat=args.output_format,
+            statistics=args.statistics,
+            overwrite=args.overwrite,
+            device=args.device,
+            overlap=args.overlap,
+            fast=args.fast,
+            strict=args.strict,
+            progress=progress,
+            onCase=lambda row: _print_case(row, args.quiet),
+        )
+    counts = {status: sum(r["status"] == status for r in rows) for status in ("ok", "skipped")}
+    failed = len(rows) - sum(counts.values())
+    if not args.quiet:
+        total = f"{len(rows)} case{'' if len(rows) == 1 else 's'}"
+        print(
+            f"{total}: {counts['ok']} segmented, {counts['skipped']} skipped (outputs exist), "
+            f"{failed} failed; summary: {args.output_dir / cases.SUMMARY_CSV}"
+        )
+    return 1 if failed else 0
+
+
+def _print_case(row: dict, quiet: bool) -> None:
+    """One line per case: stdout when it ran or was skipped, stderr when it failed."""
+    if row["status"] == "failed":
+        print(f"case {row['case']}: failed: {row['error']}", file=sys.stderr)
+        return
+    for warning in row["warnings"]:
+        print(f"warning: case {row['case']}: {warning}", file=sys.stderr)
+    if quiet:
+        return
+    if row["status"] == "skipped":
+        print(f"case {row['case']}: skipped, outputs exist (--overwrite to run it again)")
+        return
+    sizes = ", ".join(f"{name} {size:g}" for name, size in row["segments"].items())
+    print(f"case {row['case']}: done in {row['seconds']:.1f}s ({sizes})")
 
 
 def _print_report(report: dict) -> None:
@@ -246,15 +373,15 @@ def _print_report(report: dict) -> None:
     model = report["model"]
     print(f"Model: {model['title']} ({model['id']} {model['version']}) on {report['device']}")
     for name, source in report["inputs"].items():
-        series = source.get("series_description")
-        where = f"{source['path']} [series {series!r}]" if series is not None else source["path"]
+        where = source["path"]
+        if "series_instance_uid" in source:
+            description = source["series_description"] or "(no description)"
+            where += f" [series {source['series_number']}: {description!r} {source['modality']}]"
         print(f"  input {name}: {where} ({source['matched']})")
     for source in report["unused_inputs"]:
         print(f"  not used: {source}")
     for name in report["missing_optional_inputs"]:
         print(f"  input {name}: MISSING (optional; result flagged)")
-    for warning in report["warnings"]:
-        print(f"  warning: {warning}")
     for segment in report["statistics"]["segments"]:
         print(f"  {segment['name']}: {formatSize(segment)}")
     if "lesions" in report["statistics"]:
@@ -266,9 +393,12 @@ def _print_report(report: dict) -> None:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from unetseg.engine.registry import default_search_paths, list_models
+    from unetseg.engine.registry import default_search_paths, list_models, resolve_model
 
     paths = default_search_paths() + list(args.path or [])
+    if args.models_command == "info":
+        print(_model_card(resolve_model(args.id, paths)))
+        return 0
     errors: list = []
     packages = list_models(paths, errors=errors)
     if args.json:
@@ -285,6 +415,38 @@ def _models(args: argparse.Namespace) -> int:
     for error in errors:
         print(f"skipped invalid package: {error}", file=sys.stderr)
     return 0
+
+
+def _model_card(package: ModelPackage) -> str:
+    """The package's ``MODEL_CARD.md`` when it has one, else the card its manifest gives
+    (title, version, licence, intended use, description, inputs, labels, training), followed
+    by the package folder."""
+    card = package.path / MODEL_CARD_FILE
+    if card.is_file():
+        text = card.read_text(encoding="utf-8").rstrip()
+    else:
+        manifest = package.manifest
+        inputs = ", ".join(
+            f"{spec.name} ({spec.title}{'' if spec.required else ', optional'})"
+            for spec in package.inputs
+        )
+        lines = [
+            f"# {package.title} - `{package.id}` {package.version}",
+            "",
+            f"Licence: {manifest['license']}",
+            f"Intended use: {manifest['intended_use']}",
+            f"Description: {package.description}",
+            f"Modality: {package.modality} ({package.spatial_dims}D); inputs: {inputs}",
+            "Labels: " + ", ".join(f"{label.value} {label.name}" for label in package.labels),
+        ]
+        training = manifest.get("training", {})
+        if training.get("datasets"):
+            lines.append("Training data: " + "; ".join(training["datasets"]))
+        if training.get("metrics"):
+            metrics = ", ".join(f"{key} {value}" for key, value in training["metrics"].items())
+            lines.append(f"Metrics: {metrics}")
+        text = "\n".join(lines)
+    return f"{text}\n\nModel folder: {package.path}"
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -320,9 +482,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     line and give 2, SIGINT/SIGTERM give 130)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
-    handler = {"segment": _segment, "models": _models, "sample": _sample, "demo": _demo}[
-        args.command
-    ]
+    handler = {
+        "segment": _segment,
+        "segment-batch": _segment_batch,
+        "models": _models,
+        "sample": _sample,
+        "demo": _demo,
+    }[args.command]
     quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
     with _verbosity(quiet, verbose):
         return run_command(f"unetseg {args.command}", lambda: handler(args), debug=args.debug)

@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,17 +22,25 @@ import slicer
 from unetseg.atomic import atomic_path, write_new_file
 from unetseg.engine.geometry import Geometry
 from unetseg.engine.package import MANIFEST_FILE, ModelPackage
+from unetseg.engine.plausibility import intensity_warning, modality_warning
 from unetseg.engine.preprocessing.resampling import resample_to_geometry
 from unetseg.engine.registry import resolve_model
 from unetseg.host import exports
 from unetseg.host.dicom_series import DicomSeries, discoverSeries, loadSeries
 from unetseg.host.logic import Progress, SegmentationLogic, SegmentationResult
-from unetseg.host.matching import SERIES_DESCRIPTION_ATTRIBUTE, Candidate, matchInputs
+from unetseg.host.matching import (
+    SERIES_DESCRIPTION_ATTRIBUTE,
+    Candidate,
+    MissingInputError,
+    matchInputs,
+)
 from unetseg.host.report import roundedStatistics
 from unetseg.host.scene_io import loadVolume, newScene, writeSegmentationFile
 from unetseg.host.volumes import addVolumeFromArray, volumeGeometry, volumeToArray
 from unetseg.outputs import reserve_outputs
 
+#: Image files in a case folder that are candidate inputs (2D images only when given as files).
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 #: 2D images that Slicer's archetype reader cannot open without the app: read with Pillow.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 SERIES_UID_ATTRIBUTE = "DICOM.SeriesInstanceUID"
@@ -55,11 +63,29 @@ class Source:
             return str(self.path)
         return f"{self.path} [DICOM series {self.series.label}, {self.series.seriesInstanceUID}]"
 
+    def summary(self) -> str:
+        """Short description for error messages: the file, or the series' number,
+        description and modality."""
+        if self.series is None:
+            return str(self.path)
+        return f"DICOM series {self.series.label} in {self.path}"
+
     def candidate(self) -> Candidate:
-        """Matching descriptor: file name for files, SeriesDescription for series."""
+        """Matching descriptor: file name for files, SeriesDescription for series (a series
+        without one matches no pattern)."""
         if self.series is None:
             return Candidate(self.nodeName(), self.path.name, "", self)
-        return Candidate(self.nodeName(), "", self.series.seriesDescription, self)
+        description = self.series.seriesDescription
+        return Candidate(description, "", description, self)
+
+    def isNamed(self, text: str) -> bool:
+        """True if ``text`` (lower case) is the file's name or stem, or the series' number,
+        SeriesDescription or SeriesInstanceUID."""
+        if self.series is None:
+            return text in (self.path.name.lower(), _stem(self.path).lower())
+        series = self.series
+        number = "" if series.seriesNumber is None else str(series.seriesNumber)
+        return text in (number, series.seriesDescription.lower(), series.seriesInstanceUID.lower())
 
 
 def hostScene():
@@ -69,26 +95,52 @@ def hostScene():
     return newScene()
 
 
-def findSources(paths: Sequence[str | Path]) -> list[Source]:
-    """One source per file, and per image series found in each DICOM folder (SEG excluded)."""
+def findSources(paths: Sequence[str | Path], exclude: Collection[Path] = ()) -> list[Source]:
+    """One source per file, and per image file (``VOLUME_SUFFIXES``) directly in each folder
+    and image series found in it (DICOM, SEG excluded); files found in folders that are in
+    ``exclude`` (the run's own outputs) are left out."""
+    excluded = {path.resolve() for path in exclude}
     sources = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            series = [s for s in discoverSeries(path) if not s.isSeg]
-            if not series:
-                raise FileNotFoundError(f"No DICOM image series found in folder {path}")
-            sources += [Source(path, item) for item in series]
+            found = folderSources(path)
+            sources += [
+                s for s in found if s.series is not None or s.path.resolve() not in excluded
+            ]
         elif path.is_file():
             sources.append(Source(path))
         else:
             raise FileNotFoundError(f"Input not found: {path}")
-    return sources
+    return list(dict.fromkeys(sources))  # a file given and also found in a given folder
 
 
-def findCandidates(paths: Sequence[str | Path]) -> list[Candidate]:
-    """``findSources`` as matching candidates (``Candidate.item`` is the ``Source``)."""
-    return [source.candidate() for source in findSources(paths)]
+def folderSources(folder: Path) -> list[Source]:
+    """The image files directly in ``folder`` (a NIfTI case folder) and the DICOM image
+    series under it.
+
+    Raises:
+        FileNotFoundError: the folder holds neither.
+    """
+    files = [Source(path) for path in sorted(folder.iterdir()) if _isVolumeFile(path)]
+    series = [Source(folder, item) for item in discoverSeries(folder) if not item.isSeg]
+    if not files and not series:
+        raise FileNotFoundError(
+            f"No image files ({', '.join(VOLUME_SUFFIXES)}) or DICOM image series found in "
+            f"folder {folder}"
+        )
+    return files + series
+
+
+def _isVolumeFile(path: Path) -> bool:
+    """A visible image file that may be a model input (``.seg.nrrd`` results are not)."""
+    name = path.name.lower()
+    return (
+        path.is_file()
+        and not name.startswith(".")
+        and name.endswith(VOLUME_SUFFIXES)
+        and not name.endswith(".seg.nrrd")
+    )
 
 
 def _stem(path: Path) -> str:
@@ -100,25 +152,66 @@ def _stem(path: Path) -> str:
 
 
 def _overrideSource(inputName: str, value: str | Path, sources: list[Source]) -> Source:
-    """The source a ``--map`` value names: a file path, or a series' description / UID."""
+    """The source a ``--map`` value names: a file path, a folder holding one image, or the
+    file name, series number, SeriesDescription or SeriesInstanceUID of one input.
+
+    Raises:
+        ValueError: it names none or several (the message lists the candidates found).
+        FileNotFoundError: a folder without images.
+    """
     path = Path(value)
     if path.is_file():
         same = [s for s in sources if s.series is None and s.path.resolve() == path.resolve()]
         return same[0] if same else Source(path)
-    text = str(value).strip().lower()
-    named = [
-        s
-        for s in sources
-        if s.series is not None
-        and text in (s.series.seriesDescription.lower(), s.series.seriesInstanceUID.lower())
-    ]
+    if path.is_dir():
+        named = folderSources(path)
+        where = f"the folder holds {len(named)} images"
+    else:
+        text = str(value).strip().lower()
+        named = [source for source in sources if source.isNamed(text)]
+        where = f"{len(named) or 'no'} file or DICOM series match(es) it"
     if len(named) != 1:
-        found = "no file or DICOM series" if not named else f"{len(named)} DICOM series"
         raise ValueError(
-            f"--map {inputName}={value}: {found} match(es) it; give an existing file or the "
-            "SeriesDescription / SeriesInstanceUID of exactly one input series"
+            f"--map {inputName}={value}: {where}; give a file, a folder of one image, or the "
+            "file name, series number, SeriesDescription or SeriesInstanceUID of exactly one "
+            f"of: {_listSources(named or sources)}"
         )
-    return named[0]
+    return next((source for source in sources if source == named[0]), named[0])
+
+
+def _listSources(sources: Sequence[Source]) -> str:
+    """The sources as a one-line list for error messages."""
+    return "; ".join(source.summary() for source in sources) or "(none)"
+
+
+def _match(
+    package: ModelPackage, sources: list[Source], chosen: Mapping[str, Source]
+) -> dict[str, Source]:
+    """Input name -> source, in manifest order (``matching.matchInputs``).
+
+    Raises:
+        ValueError: a required input matched nothing, or an input matched several sources
+            equally well; the message lists the sources found and the ``--map`` to give.
+    """
+    try:
+        match = matchInputs([s.candidate() for s in sources], package.inputs, overrides=chosen)
+    except MissingInputError as error:
+        missing = "; ".join(
+            f"'{name}' ({title}: names or series descriptions like {list(patterns)})"
+            for name, title, patterns in error.inputs
+        )
+        first = error.inputs[0][0]
+        raise ValueError(
+            f"Missing required input(s) {missing}. Found: {_listSources(sources)}. Choose with "
+            f"--map {first}=PATH_OR_SERIES (a file, a folder, a file name, a series number, "
+            "a SeriesDescription or a SeriesInstanceUID)"
+        ) from None
+    _refuseAmbiguous(match.assigned, match.ambiguous)
+    return {
+        spec.name: match.assigned[spec.name]
+        for spec in package.inputs
+        if spec.name in match.assigned
+    }
 
 
 def loadSource(scene, source: Source, name: str):
@@ -153,7 +246,9 @@ def _readImage2d(path: Path) -> np.ndarray:
 def _describeInput(source: Source, automatic: bool) -> dict[str, Any]:
     entry: dict[str, Any] = {"path": str(source.path), "matched": "auto" if automatic else "map"}
     if source.series is not None:
+        entry["series_number"] = source.series.seriesNumber
         entry["series_description"] = source.series.seriesDescription
+        entry["modality"] = source.series.modality
         entry["series_instance_uid"] = source.series.seriesInstanceUID
     return entry
 
@@ -173,7 +268,9 @@ def segmentFiles(
     overrides: Mapping[str, str | Path] | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
+    strict: bool = False,
     scene=None,
+    logic: SegmentationLogic | None = None,
 ) -> dict[str, Any]:
     """Segment one case given as files and/or DICOM folders; write ``.seg.nrrd`` / NIfTI /
     one mask per segment (+ SEG, JSON, PNG, CSV).
@@ -187,8 +284,10 @@ def segmentFiles(
 
     Args:
         model: model id, model folder or loaded package.
-        inputs: NIfTI/NRRD/MHA files, 2D images, or DICOM folders (every image series in them
-            is a candidate, matched to the model inputs by SeriesDescription).
+        inputs: NIfTI/NRRD/MHA files, 2D images, or folders: every image file directly in
+            a folder (``VOLUME_SUFFIXES``) and every DICOM image series under it is a
+            candidate, matched to the model inputs by file name or SeriesDescription (a
+            single-input model takes a lone candidate whatever its name).
         output: one path or several, at most one of each kind (``exports.outputKind``):
             ``.seg.nrrd``; ``.nii.gz`` / ``.nii`` (label map + ``<name>.json`` sidecar); a
             folder (a string ending with ``/``, or an existing folder) for one
@@ -200,26 +299,34 @@ def segmentFiles(
             (``exports.statisticsCsvBytes``), and for lesion models the lesion table as
             ``<stem>_lesions.csv``.
         fast: faster but approximate (see ``SegmentationLogic.process``).
-        overrides: input name -> file path, or SeriesDescription / SeriesInstanceUID of one
-            input series; taken before automatic matching.
+        overrides: input name -> file path, folder of one image, or the file name, series
+            number, SeriesDescription or SeriesInstanceUID of one candidate; taken before
+            automatic matching.
         overwrite: replace outputs that exist already (else ``FileExistsError``).
         progress: ``progress(doneWindows, totalWindows)`` during inference (this thread).
+        strict: refuse inputs that do not look like the model's (``_plausibilityWarnings``)
+            with a ValueError before inference, instead of warning.
         scene: scene to use (default: the app's, or a new headless one).
+        logic: a logic to reuse, in its scene (the networks it loaded are kept between
+            runs: a batch loads its model once).
 
     Returns:
         Summary: model, matched inputs (``{"path", "matched": "auto"|"map"}`` plus the series
-        description and UID for DICOM), unused inputs, missing optional inputs, ``warnings``
-        about the inputs used, the device, ``fast``, timings per stage in s ("discover",
-        "load", the logic's stages, "dicom_seg", "preview", "exports" (NIfTI, masks, CSV)
-        when written, "save", "total" wall time), per-segment volumes and lesion table
-        (``statistics``), output paths by kind ("seg_nrrd", "nifti", "nifti_sidecar",
-        "segment_folder", "statistics_csv", "lesions_csv", "dicom_seg", "preview").
+        number, description, modality and UID for DICOM), unused inputs, missing optional
+        inputs, ``warnings`` about the inputs used (DICOM series problems; inputs whose
+        DICOM Modality or intensities are not the model's), the device, ``fast``, timings
+        per stage in s ("discover", "load", the logic's stages, "dicom_seg", "preview",
+        "exports" (NIfTI, masks, CSV) when written, "save", "total" wall time), per-segment
+        volumes and lesion table (``statistics``), output paths by kind ("seg_nrrd",
+        "nifti", "nifti_sidecar", "segment_folder", "statistics_csv", "lesions_csv",
+        "dicom_seg", "preview").
 
     Raises:
         ValueError, FileNotFoundError, OSError: bad arguments, outputs or inputs (unreadable,
             damaged, ambiguous), with a message naming the file; checked before the network
             runs.
-        MissingInputError (a ValueError): a required input matched nothing.
+            A required input that matched nothing, or an ambiguous match, is a ValueError
+            listing the candidates found and the ``--map`` to give.
     """
     started = time.perf_counter()
     outputs = exports.outputKinds([output] if isinstance(output, str | os.PathLike) else output)
@@ -228,33 +335,33 @@ def segmentFiles(
     statistics = None if statistics is None else Path(statistics)
     package = model if isinstance(model, ModelPackage) else resolve_model(model)
 
-    sources = findSources(inputs)
+    files = exports.plannedFiles(outputs, package.labels, statistics, package.lesion_analysis)
+    files |= {"--dicom-seg": dicomSeg, "--summary": summary, "--preview": preview}
+    sources = findSources(inputs, exclude=[Path(p) for p in files.values() if p is not None])
     chosen = {
         name: _overrideSource(name, value, sources) for name, value in (overrides or {}).items()
     }
     sources += [s for s in chosen.values() if s not in sources]
-    match = matchInputs([s.candidate() for s in sources], package.inputs, overrides=chosen)
-    _refuseAmbiguous(match.assigned, match.ambiguous)
-    assigned: dict[str, Source] = {
-        spec.name: match.assigned[spec.name]
-        for spec in package.inputs
-        if spec.name in match.assigned
-    }
+    assigned = _match(package, sources, chosen)
     referenceName = next(spec.name for spec in package.inputs if spec.required)
     referenceSeries = assigned[referenceName].series
     if dicomSeg is not None:
         _checkDicomSegSource(referenceName, referenceSeries)
-    files = exports.plannedFiles(outputs, package.labels, statistics, package.lesion_analysis)
-    files |= {"--dicom-seg": dicomSeg, "--summary": summary, "--preview": preview}
     with reserve_outputs(files, _inputFiles(inputs, sources, package), overwrite=overwrite):
         timings = {"discover": time.perf_counter() - started}
-        scene = hostScene() if scene is None else scene
+        if logic is None:
+            logic = SegmentationLogic(hostScene() if scene is None else scene)
+        scene = logic.scene
         loadStarted = time.perf_counter()
         nodes = {
             name: loadSource(scene, source, source.nodeName()) for name, source in assigned.items()
         }
         timings["load"] = time.perf_counter() - loadStarted
-        result = SegmentationLogic(scene).process(
+        implausible = _plausibilityWarnings(package, assigned, nodes)
+        if strict and implausible:
+            raise ValueError(f"{'; '.join(implausible)} (refused by --strict)")
+        warnings = _inputWarnings(assigned) + implausible
+        result = logic.process(
             package, nodes, device=device, overlap=overlap, fast=fast, progress=progress
         )
         assert isinstance(result, SegmentationResult)
@@ -273,7 +380,7 @@ def segmentFiles(
         paths, exported = _exports(package, result, nodes, outputs, statistics)
         if exported:
             timings["exports"] = time.perf_counter() - exportsStarted
-        report = _report(package, sources, assigned, chosen, result, fast, timings)
+        report = _report(package, sources, assigned, chosen, result, fast, timings, warnings)
         report["outputs"] = {kind: str(path) for kind, path in paths.items()} | {
             kind: str(path) for kind, (path, _) in rendered.items()
         }
@@ -360,6 +467,7 @@ def _report(
     result: SegmentationResult,
     fast: bool,
     timings: dict[str, float],
+    warnings: list[str],
 ) -> dict[str, Any]:
     """The summary of a run (see ``segmentFiles``), without its "outputs"."""
     used = {id(source) for source in assigned.values()}
@@ -370,7 +478,7 @@ def _report(
         },
         "unused_inputs": [s.describe() for s in sources if id(s) not in used],
         "missing_optional_inputs": result.missingOptionalInputs,
-        "warnings": _inputWarnings(assigned),
+        "warnings": warnings,
         "device": result.device,
         "fast": fast,
         "timings_s": timings,
@@ -381,7 +489,7 @@ def _report(
 def _refuseAmbiguous(assigned: Mapping[str, Source], ambiguous: Mapping[str, list]) -> None:
     """Raise when an input was matched automatically among equally good candidates."""
     for name, others in ambiguous.items():
-        candidates = "; ".join(s.describe() for s in [assigned[name], *others])
+        candidates = _listSources([assigned[name], *others])
         raise ValueError(
             f"input '{name}' matches several inputs equally well ({candidates}); choose one "
             f"with --map {name}=PATH_OR_SERIES"
@@ -396,6 +504,25 @@ def _inputFiles(
     for source in sources:
         files += list(source.series.files) if source.series is not None else [source.path]
     return files
+
+
+def _plausibilityWarnings(
+    package: ModelPackage, assigned: Mapping[str, Source], nodes: Mapping[str, Any]
+) -> list[str]:
+    """Inputs that do not look like the model's: another DICOM Modality, or intensities
+    unlike its modality's (``engine.plausibility``)."""
+    warnings = []
+    for spec in package.inputs:
+        if spec.name not in nodes:
+            continue
+        series = assigned[spec.name].series
+        image, _ = volumeToArray(nodes[spec.name], copy=False)
+        found = [
+            modality_warning(package.modality, series.modality if series is not None else ""),
+            intensity_warning(package.modality, spec.normalization, image),
+        ]
+        warnings += [f"input {spec.name}: {warning}" for warning in found if warning]
+    return warnings
 
 
 def _inputWarnings(assigned: Mapping[str, Source]) -> list[str]:
