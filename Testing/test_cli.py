@@ -22,6 +22,7 @@ import pytest
 import slicerio
 
 from Training.synth import brain_mri_case
+from unetseg import cli
 from unetseg.cli import main
 from unetseg.untrained import brain_mri_manifest, lung_cxr_manifest, untrained_package
 
@@ -229,6 +230,75 @@ def test_python_m_unetseg_segment_in_a_subprocess(brain_model, brats_files, tmp_
     assert set(report["inputs"]) == {"t1c", "flair", "t1", "t2"}
 
 
+NO_SLICER = "import sys\nsys.modules['slicer'] = None  # import slicer: ImportError\n"
+
+
+@pytest.mark.parametrize("command", ["segment", "segment-batch", "demo"])
+def test_without_slicer_core_the_cli_says_what_to_install(
+    command, brain_model, brats_files, tmp_path
+):
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(NO_SLICER)
+    case = tmp_path / "cases" / "case-1"
+    case.mkdir(parents=True)
+    for path in brats_files.values():
+        shutil.copy(path, case)
+    args = {
+        "segment": segment_args(brain_model.path, brats_files.values(), tmp_path / "o.seg.nrrd"),
+        "segment-batch": [
+            "segment-batch",
+            "--model",
+            str(brain_model.path),
+            "--input-dir",
+            str(case.parent),
+            "--output-dir",
+            str(tmp_path / "b"),
+        ],
+        "demo": ["demo", "--out", str(tmp_path / "demo")],
+    }[command]
+
+    done = subprocess.run(
+        [sys.executable, "-m", "unetseg", *args],
+        cwd=REPO,
+        env=_environment() | {"PYTHONPATH": str(shim)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"unetseg {command}: error: this command needs Slicer's MRML")
+    assert "pip install slicer-core" in lines[0] and "Traceback" not in done.stderr
+    assert not (tmp_path / "o.seg.nrrd").exists()
+
+
+@pytest.mark.parametrize(("extra", "hinted"), [([], True), (["--fast"], False), (["-q"], False)])
+def test_a_slow_cpu_run_suggests_fast(
+    extra, hinted, brain_model, brats_files, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(cli, "SLOW_INFERENCE_S", 0.0)
+    args = segment_args(brain_model.path, brats_files.values(), tmp_path / "h.seg.nrrd")
+
+    code, _, err = run(capsys, *args, "--device", "cpu", *extra)
+
+    assert code == 0, err
+    hints = [line for line in err.splitlines() if line.startswith("hint: ")]
+    assert len(hints) == int(hinted), err
+    if hinted:
+        assert "on the CPU" in hints[0] and "--fast" in hints[0] and "GPU" in hints[0]
+
+
+def test_a_quick_cpu_run_gives_no_hint(brain_model, brats_files, tmp_path, capsys):
+    args = segment_args(brain_model.path, brats_files.values(), tmp_path / "n.seg.nrrd")
+
+    code, _, err = run(capsys, *args, "--device", "cpu")
+
+    assert code == 0 and "hint:" not in err, err
+
+
 @pytest.mark.slow
 def test_slicer_script_runs_the_same_command(brain_model, brats_files, tmp_path):
     """Fake of the Slicer launcher: ``Slicer --python-script SCRIPT -- ARGS`` runs SCRIPT as
@@ -396,6 +466,19 @@ def test_highdicom_logs_only_with_verbose(
     from_highdicom = [r for r in caplog.records if r.name.startswith("highdicom")]
     assert bool(from_highdicom) == verbose
     assert logging.getLogger("highdicom").level == logging.NOTSET  # restored after the run
+
+
+def test_without_highdicom_dicom_seg_says_what_to_install(
+    brain_model, dicom_case, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setitem(sys.modules, "highdicom", None)  # import highdicom: ImportError
+    output = tmp_path / "d.seg.nrrd"
+    args = segment_args(brain_model.path, [dicom_case], output)
+
+    code, _, err = run(capsys, *args, "--dicom-seg", tmp_path / "d.dcm")
+
+    assert_one_line_error(code, err, "--dicom-seg needs highdicom", "pip install highdicom")
+    assert not output.exists()
 
 
 def test_summary_numbers_are_rounded(brain_model, brats_files, tmp_path, capsys):

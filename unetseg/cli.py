@@ -26,6 +26,15 @@ if TYPE_CHECKING:
 MODEL_CARD_FILE = "MODEL_CARD.md"
 #: Loggers of libraries that are quiet unless ``-v`` (highdicom logs nine INFO lines per SEG).
 THIRD_PARTY_LOGGERS = ("highdicom", "slicer")
+#: A ``segment`` whose inference took longer than this (s) on the CPU without ``--fast``
+#: ends with a hint about ``--fast`` and GPUs.
+SLOW_INFERENCE_S = 30.0
+#: What ``segment``, ``segment-batch`` and ``demo`` need besides the base packages.
+SLICER_CORE_HINT = (
+    "pip install slicer-core (wheels for Linux x86-64, macOS arm64 and Windows x64), "
+    "or run it inside 3D Slicer: Slicer --no-main-window --python-script "
+    "unetseg/scripts/slicer_segment.py -- ..."
+)
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -280,8 +289,41 @@ def _window_progress(quiet: bool, stream: TextIO) -> Iterator[WindowProgress | N
         bar.close()
 
 
+def _require_slicer() -> None:
+    """Check that ``import slicer`` works (``slicer-core`` or the Slicer app).
+
+    Raises:
+        RuntimeError: one line saying what to install, with the import error.
+    """
+    try:
+        import slicer  # noqa: F401
+    except ImportError as error:
+        raise RuntimeError(
+            f"this command needs Slicer's MRML, which cannot be imported ({error}): "
+            f"{SLICER_CORE_HINT}"
+        ) from error
+
+
+def _require_highdicom() -> None:
+    """Check that ``highdicom`` (the DICOM SEG writer) can be imported.
+
+    Raises:
+        RuntimeError: one line saying what to install, with the import error.
+    """
+    try:
+        import highdicom  # noqa: F401
+    except ImportError as error:
+        raise RuntimeError(
+            f"--dicom-seg needs highdicom, which cannot be imported ({error}): "
+            "pip install highdicom"
+        ) from error
+
+
 def _segment(args: argparse.Namespace) -> int:
     overrides = _check_segment_arguments(args)
+    _require_slicer()
+    if args.dicom_seg is not None:
+        _require_highdicom()
     from unetseg.host.batch import segmentFiles
 
     with _window_progress(args.quiet, sys.stderr) as progress:
@@ -305,7 +347,24 @@ def _segment(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     if not args.quiet:
         _print_report(report)
+        hint = _speed_hint(report)
+        if hint:
+            print(hint, file=sys.stderr)
     return 0
+
+
+def _speed_hint(report: dict) -> str | None:
+    """One line suggesting ``--fast`` and a GPU when the inference of ``report`` (a
+    ``segmentFiles`` report) took longer than ``SLOW_INFERENCE_S`` on the CPU without
+    ``--fast``; None otherwise."""
+    seconds = report["timings_s"].get("inference", 0.0)
+    on_cpu = report["device"].startswith("CPU")
+    if report["fast"] or not on_cpu or seconds <= SLOW_INFERENCE_S:
+        return None
+    return (
+        f"hint: inference took {seconds:.0f} s on the CPU; --fast (approximate, see --help) "
+        "or a GPU (--device cuda with a CUDA build of torch) is faster"
+    )
 
 
 def _check_overlap(overlap: float | None) -> None:
@@ -325,6 +384,7 @@ def _segment_batch(args: argparse.Namespace) -> int:
     else:
         found = cases.casesFromFolder(args.input_dir, args.output_dir)
     cases.checkCases(found)
+    _require_slicer()
     with _window_progress(args.quiet, sys.stderr) as progress:
         rows = cases.segmentCases(
             args.model,
@@ -471,6 +531,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    _require_slicer()
     from unetseg.demo import run_demo
 
     run_demo(args.out, device=args.device)

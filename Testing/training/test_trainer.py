@@ -7,6 +7,9 @@ import csv
 import dataclasses
 import io
 import json
+import logging
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +18,14 @@ import torch
 import yaml
 
 from Training.commands import train as train_command
-from Training.config import ScheduleConfig, config_from_dict
+from Training.config import ScheduleConfig, config_from_dict, load_config
 from Training.data import DatasetError
 from Training.loop import trainer as trainer_module
 from Training.loop.cases import training_labels
 from Training.loop.curves import write_history
 from Training.loop.objectives import build_loss, training_target
-from Training.loop.progress import Progress
+from Training.loop.progress import Progress, ProgressLogHandler
+from Training.loop.run import run_training
 from Training.loop.schedules import LRSchedule
 from Training.loop.trainer import LAST, Trainer, resolve_amp
 from Training.sampling import MemoryCases, load_training_case, make_training_case
@@ -294,17 +298,55 @@ def test_regions_become_a_nested_index_and_bad_labels_are_refused():
         training_labels(np.array([0, 2]), _config(), "case")
 
 
-def test_progress_prints_plain_lines_without_a_terminal():
+class Terminal(io.StringIO):
+    """A captured stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_a_tqdm_bar_on_a_terminal():
+    terminal = Terminal()
+    progress = Progress(10, start=2, steps_per_epoch=5, stream=terminal)
+    for step in range(3, 11):
+        progress.update(step, loss=1.0 / step)
+    progress.close()
+
+    states = re.findall(
+        r"epoch (\d)/2: +(\d+)%\|.*?\| (\d+)/10 \[[^]]*?(?:, loss ([\d.]+))?\]",
+        terminal.getvalue(),
+    )
+    assert states[0] == ("1", "20", "2", "")  # drawn at once, resumed at step 2
+    assert states[-1] == ("2", "100", "10", "0.1000")
+    assert terminal.getvalue().endswith("\n")
+
+
+def test_progress_draws_nothing_without_a_terminal():
     stream = io.StringIO()
-    progress = Progress(10, steps_per_epoch=5, stream=stream, tty=False, interval_s=0.0)
+    progress = Progress(10, steps_per_epoch=5, stream=stream)
     for step in range(1, 11):
         progress.update(step, loss=1.0 / step)
     progress.close()
-    lines = stream.getvalue().splitlines()
-    assert len(lines) == 10 and "\r" not in stream.getvalue()
-    assert lines[-1].startswith("step 10/10 (epoch 2/2) | loss 0.1000 |")
-    assert "it/s" in lines[-1] or "s/it" in lines[-1]
-    assert "ETA 0:00" in lines[-1]
+    assert stream.getvalue() == ""
+
+
+def test_log_records_interrupt_the_bar_on_their_own_line():
+    terminal = Terminal()
+    progress = Progress(10, steps_per_epoch=5, stream=terminal)
+    handler = ProgressLogHandler(progress, terminal)
+    log = logging.getLogger("Testing.progress")
+    log.addHandler(handler)
+    try:
+        progress.update(4, loss=0.5)
+        log.warning("epoch 1 val_dice 0.5")
+        progress.update(5, loss=0.4)
+    finally:
+        log.removeHandler(handler)
+        progress.close()
+
+    pieces = re.split(r"[\r\n]", terminal.getvalue())
+    assert "epoch 1 val_dice 0.5" in pieces
+    assert any(piece.startswith("epoch 2/2:") and "5/10" in piece for piece in pieces)
 
 
 def test_history_files_keep_every_column(tmp_path):
@@ -319,16 +361,39 @@ def test_history_files_keep_every_column(tmp_path):
     assert json.loads((tmp_path / "metrics.json").read_text()) == history
 
 
-@pytest.mark.slow
-def test_smoke_config_through_the_command_line_learns_and_draws_curves(tmp_path):
-    """The shipped smoke config, shortened, via ``train`` with an interruption and --resume."""
+def _short_smoke_config(folder: Path) -> Path:
+    """The shipped smoke config shortened to 2 epochs of 4 steps on 4 small cases, written
+    into ``folder``; returns its path."""
     data = yaml.safe_load((CONFIGS / "smoke.yaml").read_text())
     data["data"]["synth"].update(cases=4, size=24)
     data["data"]["split"]["validation"] = 0.25
     data["model"]["patch_size"] = [16, 16, 16]  # smaller than shipped, for a fast test
     data["training"].update(epochs=2, steps_per_epoch=4)
-    config_path = tmp_path / "smoke.yaml"
+    config_path = folder / "smoke.yaml"
     config_path.write_text(yaml.safe_dump(data))
+    return config_path
+
+
+@pytest.mark.slow
+def test_training_draws_a_bar_on_a_terminal_and_keeps_the_log_plain(tmp_path, monkeypatch):
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    run_dir = tmp_path / "run"
+
+    summary = run_training(load_config(_short_smoke_config(tmp_path)), run_dir)
+
+    assert summary["steps"] == 8
+    assert re.search(r"epoch 2/2: 100%\|.*\| 8/8 \[.*, loss [\d.]+\]\n", terminal.getvalue())
+    log = (run_dir / "train.log").read_text().splitlines()
+    assert sum(" INFO epoch " in line for line in log) == 2  # one line per epoch
+    assert all(re.match(r"\d\d:\d\d:\d\d (INFO|WARNING) ", line) for line in log), log
+    assert "%|" not in "".join(log) and "\r" not in "".join(log)
+
+
+@pytest.mark.slow
+def test_smoke_config_through_the_command_line_learns_and_draws_curves(tmp_path):
+    """The shipped smoke config, shortened, via ``train`` with an interruption and --resume."""
+    config_path = _short_smoke_config(tmp_path)
     run_dir = tmp_path / "run"
     parser = argparse.ArgumentParser()
     train_command.add_arguments(parser)

@@ -1,36 +1,28 @@
-"""Progress display of the training loop: a one-line bar on a terminal, plain lines otherwise.
+"""Progress display of the training loop: a tqdm bar on a terminal, nothing otherwise.
 
-The line reads ``step 120/500 (epoch 3/10) | loss 0.4312 | 3.2 it/s | ETA 1:58``. On a TTY it is
-redrawn in place at most ``refresh_s`` apart; elsewhere (logs, CI) a full line is printed every
-``interval_s`` seconds and at the end. ``ProgressLogHandler`` lets log records interrupt the bar
-cleanly.
+The bar reads ``epoch 3/10:  24%|██▍       | 120/500 [00:38<01:58, 3.20step/s, loss 0.4312]``,
+drawn with tqdm (as the command line's bars) on stderr when it is a terminal. Elsewhere (logs,
+CI) there is no bar: the run's log lines (console and ``train.log``) say how training goes.
+``ProgressLogHandler`` lets log records interrupt the bar cleanly.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-import time
-from typing import TextIO
+from typing import Any, TextIO
 
-
-def format_duration(seconds: float) -> str:
-    """``H:MM:SS`` or ``M:SS``."""
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+from tqdm import tqdm
 
 
 class Progress:
-    """Step counter with loss, rate and ETA.
+    """A bar of the training steps with the epoch and the latest loss.
 
     Args:
         total: last step number.
         start: steps already done (resume), excluded from the rate.
-        steps_per_epoch: for the epoch shown next to the step.
-        stream: where to write (default stderr).
-        tty: force terminal mode on or off (default: ``stream.isatty()``).
+        steps_per_epoch: for the epoch shown before the bar.
+        stream: where to draw (default stderr); no bar unless ``stream.isatty()``.
     """
 
     def __init__(
@@ -39,86 +31,59 @@ class Progress:
         start: int = 0,
         steps_per_epoch: int | None = None,
         stream: TextIO | None = None,
-        tty: bool | None = None,
-        refresh_s: float = 0.2,
-        interval_s: float = 10.0,
     ) -> None:
         self.total = total
         self.start = start
         self.steps_per_epoch = steps_per_epoch
         self.stream = stream if stream is not None else sys.stderr
-        self.tty = self.stream.isatty() if tty is None else tty
-        self.refresh_s = refresh_s if self.tty else interval_s
-        self.step = start
-        self.loss: float | None = None
-        self._began = time.perf_counter()
-        self._last_draw = -float("inf")
-        self._line = ""
-        self._drawn_step: int | None = None
+        self.enabled = self.stream.isatty()
+        self._bar: Any = None
 
     def reset(self, step: int) -> None:
         """Start counting (rate, ETA) from ``step`` now, e.g. after resuming."""
-        self.start = self.step = step
-        self._began = time.perf_counter()
-
-    @property
-    def rate(self) -> float:
-        """Steps per second since the start of this run."""
-        elapsed = time.perf_counter() - self._began
-        return (self.step - self.start) / elapsed if elapsed > 0 else 0.0
-
-    def line(self) -> str:
-        parts = [f"step {self.step}/{self.total}"]
-        if self.steps_per_epoch:
-            epochs = -(-self.total // self.steps_per_epoch)
-            epoch = min(epochs, self.step // self.steps_per_epoch + 1)
-            parts[0] += f" (epoch {epoch}/{epochs})"
-        if self.loss is not None:
-            parts.append(f"loss {self.loss:.4f}")
-        rate = self.rate
-        if rate > 0:
-            parts.append(f"{rate:.2f} it/s" if rate >= 1 else f"{1 / rate:.2f} s/it")
-            parts.append(f"ETA {format_duration((self.total - self.step) / rate)}")
-        return " | ".join(parts)
+        self.close()
+        self.start = step
 
     def update(self, step: int, loss: float | None = None) -> None:
-        """Record ``step`` (and the latest loss); redraw when due."""
-        self.step = step
+        """Record ``step`` (and the latest loss); tqdm redraws when due."""
+        if not self.enabled:
+            return
+        if self._bar is None:
+            self._bar = tqdm(
+                total=self.total,
+                initial=self.start,
+                desc=self._epoch(self.start),
+                unit="step",
+                file=self.stream,
+                dynamic_ncols=True,
+            )
+        self._bar.set_description_str(self._epoch(step), refresh=False)
         if loss is not None:
-            self.loss = loss
-        now = time.perf_counter()
-        if now - self._last_draw >= self.refresh_s or step >= self.total:
-            self._last_draw = now
-            self._draw()
+            self._bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
+        self._bar.update(step - self._bar.n)
 
-    def _draw(self) -> None:
-        self._drawn_step = self.step
-        self._line = self.line()
-        if self.tty:
-            self.stream.write("\r\x1b[K" + self._line)
-        else:
-            self.stream.write(self._line + "\n")
-        self.stream.flush()
+    def _epoch(self, step: int) -> str:
+        """``epoch e/E`` of ``step`` (empty without ``steps_per_epoch``)."""
+        if not self.steps_per_epoch:
+            return ""
+        epochs = -(-self.total // self.steps_per_epoch)
+        return f"epoch {min(epochs, step // self.steps_per_epoch + 1)}/{epochs}"
 
     def clear(self) -> None:
-        """Erase the bar (TTY) before other output."""
-        if self.tty and self._line:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
+        """Erase the bar before other output."""
+        if self._bar is not None:
+            self._bar.clear()
 
     def redraw(self) -> None:
-        if self.tty and self._line:
-            self.stream.write(self._line)
-            self.stream.flush()
+        """Draw the bar again after other output."""
+        if self._bar is not None:
+            self._bar.refresh()
 
     def close(self) -> None:
-        """Final state on its own line."""
-        if self._drawn_step != self.step or self.tty:
-            self._draw()
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-        self._line = ""
+        """Leave the final state of the bar on its own line."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 class ProgressLogHandler(logging.StreamHandler):
