@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import statistics
 import subprocess
 import sys
@@ -60,18 +60,20 @@ def run_once(model: str, inputs: list[Path], out: Path) -> dict[str, float]:
     command = [sys.executable, "-m", "unetseg", "segment", "--model", model, "--device", "cpu"]
     command += ["--input", *map(str, inputs), "--output", str(out / "x.seg.nrrd")]
     command += ["--summary", str(summary), "--overwrite"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    subprocess.run(command, check=True, cwd=REPO, capture_output=True)
+    process = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    _, status, usage = os.wait4(process.pid, 0)  # this child's own peak memory
     wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(command)} failed")
     timings = json.loads(summary.read_text())["timings_s"]
     return {
         "command": wall,
         "in_process": timings["total"],
         "inference": timings["inference"],
-        # RUSAGE_CHILDREN keeps the largest child so far: exact when runs grow or stay equal.
-        "peak_gib": max(peak, before) / 2**20,
+        "peak_gib": usage.ru_maxrss / 2**20,
     }
 
 

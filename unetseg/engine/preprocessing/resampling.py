@@ -182,23 +182,24 @@ def _resample_axis_aligned(
                 _fill_outside(result, dim, (index < 0) | (index >= n_source), fill)
         return result
 
-    result = np.asarray(array, dtype=np.float32)
+    # torch.index_select gathers on all threads (np.take along the last axis is single-threaded
+    # and the slowest step of restoring full-resolution logits).
+    result = _as_float32_tensor(array)
     for _, dim, n_source, coords in steps:
         low = np.floor(coords)
         weight_shape = [1] * result.ndim
         weight_shape[dim] = coords.size
         weight = torch.from_numpy((coords - low).astype(np.float32).reshape(weight_shape))
-        below = np.take(result, np.clip(low, 0, n_source - 1).astype(np.int64), axis=dim)
-        above = np.take(result, np.clip(low + 1, 0, n_source - 1).astype(np.int64), axis=dim)
-        torch.from_numpy(above).sub_(torch.from_numpy(below)).mul_(weight).add_(
-            torch.from_numpy(below)
-        )
-        result = above
+        below_index = torch.from_numpy(np.clip(low, 0, n_source - 1).astype(np.int64))
+        above_index = torch.from_numpy(np.clip(low + 1, 0, n_source - 1).astype(np.int64))
+        below = torch.index_select(result, dim, below_index)
+        above = torch.index_select(result, dim, above_index)
+        result = above.sub_(below).mul_(weight).add_(below)
         del below
         if padding == "constant":
             index = _nearest_index(coords)
-            _fill_outside(result, dim, (index < 0) | (index >= n_source), fill)
-    return result
+            _fill_outside(result.numpy(), dim, (index < 0) | (index >= n_source), fill)
+    return result.numpy()
 
 
 def _fill_outside(array: np.ndarray, dim: int, outside: np.ndarray, fill: float) -> None:
