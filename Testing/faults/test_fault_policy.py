@@ -77,7 +77,7 @@ def test_manifest_that_needs_too_much_memory_is_refused_before_allocation(
 def test_unexpected_error_is_one_line_and_debug_shows_the_traceback(
     brain_model, case_files, tmp_path, capsys, monkeypatch
 ):
-    def broken(paths):
+    def broken(paths, exclude=()):
         raise KeyError("")  # as highdicom did on an empty SOPClassUID
 
     monkeypatch.setattr(batch, "findSources", broken)
