@@ -8,7 +8,8 @@ disk, exception, kill) leaves the old file as it was; the temporary file of a ki
 is removed by the next write to that name (temporaries of running processes are left alone).
 
 ``atomic_path`` is the one helper: it hands out the temporary path to any writer (Slicer's
-storage nodes, nibabel, Pillow); ``write_atomically`` writes bytes through it.
+storage nodes, nibabel, Pillow); ``write_atomically`` writes bytes through it. ``atomic_folder``
+does the same for a whole folder (model packages).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +47,48 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
         raise
     fsync_folder(folder)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a new empty hidden folder next to ``path`` (parents created); fill it there.
+
+    When the block ends normally its files are fsynced and the folder replaces ``path`` (an
+    existing folder is renamed aside, then deleted), so ``path`` holds either the old or the
+    complete new content. (Only a hard crash between the two renames of a replacement leaves
+    ``path`` missing, with the old content in the hidden ``.<name>.<tag>.old`` folder.) When
+    the block raises, the new folder is removed and ``path`` is untouched.
+    """
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:12]
+    staging = dest.with_name(f".{dest.name}.{tag}.partial")
+    staging.mkdir()
+    try:
+        yield staging
+        for file in staging.rglob("*"):
+            if file.is_file() and not file.is_symlink():
+                _fsync_file(file)
+        _replace_folder(staging, dest, dest.with_name(f".{dest.name}.{tag}.old"))
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    fsync_folder(dest.parent)
+
+
+def _replace_folder(new: Path, dest: Path, backup: Path) -> None:
+    """Rename folder ``new`` to ``dest``; an existing ``dest`` goes to ``backup`` first and
+    comes back if the rename fails, else it is deleted."""
+    if not dest.exists():
+        os.rename(new, dest)
+        return
+    os.rename(dest, backup)
+    try:
+        os.rename(new, dest)
+    except BaseException:
+        os.rename(backup, dest)
+        raise
+    shutil.rmtree(backup)
 
 
 def write_atomically(path: str | os.PathLike[str], data: bytes) -> Path:

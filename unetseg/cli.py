@@ -179,12 +179,13 @@ def _parser() -> argparse.ArgumentParser:
     models = commands.add_parser(
         "models",
         parents=common,
-        help="list the available model packages; 'models info ID' prints a model's card",
+        help="list the available model packages; 'models info ID' prints a model's card; "
+        "'models install PATH' installs a package folder or .zip",
         formatter_class=_HelpFormatter,
     )
     models.add_argument("--path", nargs="*", type=Path, help="extra model folders to search")
     models.add_argument("--json", action="store_true", help="machine-readable output")
-    models_commands = models.add_subparsers(dest="models_command", metavar="{info}")
+    models_commands = models.add_subparsers(dest="models_command", metavar="{info,install}")
     info = models_commands.add_parser(
         "info",
         parents=common,
@@ -193,6 +194,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     info.add_argument("id", metavar="ID", help="model id (id@version for one version) or folder")
     info.add_argument("--path", nargs="*", type=Path, help="extra model folders to search")
+    install = models_commands.add_parser(
+        "install",
+        parents=common,
+        help="install a model package (folder or .zip; checksum verified) into a model folder",
+        formatter_class=_HelpFormatter,
+    )
+    install.add_argument(
+        "source",
+        metavar="PATH",
+        type=Path,
+        help="a model package folder (model.json + weights) or a .zip holding one",
+    )
+    install.add_argument(
+        "--to",
+        type=Path,
+        metavar="DIR",
+        help="model folder to install into (default: the first folder of UNETSEG_MODEL_PATH, "
+        "else ~/.unetseg/models); the package goes to <folder>/<model id>/",
+    )
+    install.add_argument(
+        "--overwrite", action="store_true", help="replace an installed package of the same id"
+    )
 
     sample = commands.add_parser(
         "sample",
@@ -455,6 +478,8 @@ def _print_report(report: dict) -> None:
 def _models(args: argparse.Namespace) -> int:
     from unetseg.engine.registry import default_search_paths, list_models, resolve_model
 
+    if args.models_command == "install":
+        return _models_install(args)
     paths = default_search_paths() + list(args.path or [])
     if args.models_command == "info":
         print(_model_card(resolve_model(args.id, paths)))
@@ -475,6 +500,40 @@ def _models(args: argparse.Namespace) -> int:
     for error in errors:
         print(f"skipped invalid package: {error}", file=sys.stderr)
     return 0
+
+
+def _models_install(args: argparse.Namespace) -> int:
+    """Run ``models install``: print where the package went and how to list it."""
+    from unetseg.engine.install import install_model
+
+    package = install_model(args.source, args.to, overwrite=args.overwrite)
+    print(f"Installed {package.id} {package.version} in {package.path}")
+    print(_listing_hint(package))
+    return 0
+
+
+def _listing_hint(package: ModelPackage) -> str:
+    """How ``models`` finds the freshly installed ``package``: listed, listed but not chosen
+    for its id (another copy comes first), or only with ``--path`` (its folder is not in the
+    search path)."""
+    from unetseg.engine.registry import default_search_paths, list_models
+
+    folder = package.path.parent
+    paths = default_search_paths()
+    if folder not in {path.expanduser().resolve() for path in paths}:
+        return (
+            f"{folder} is not in the model search path: list it with "
+            f"python -m unetseg models --path {folder}, or add it to UNETSEG_MODEL_PATH"
+        )
+    listed = list_models(paths, errors=[])
+    chosen = next((p for p in listed if p.id == package.id), package)
+    if chosen.path != package.path:
+        return (
+            f"note: the model id {package.id} picks version {chosen.version} in {chosen.path} "
+            "(a higher version, or the same one earlier in the search path); give the folder "
+            f"{package.path} to use the installed one"
+        )
+    return f"python -m unetseg models now lists it (model id {package.id})"
 
 
 def _model_card(package: ModelPackage) -> str:

@@ -14,15 +14,14 @@ import copy
 import hashlib
 import json
 import os
-import shutil
 import stat
-import uuid
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from unetseg.atomic import atomic_folder
 from unetseg.engine.manifest import (
     PICKLE_REFUSAL,
     PICKLE_SUFFIXES,
@@ -390,30 +389,10 @@ def _existing_package(
 
 def _write_folder_atomically(dest: Path, files: Mapping[str, bytes]) -> None:
     """Create folder ``dest`` holding ``files``, replacing any existing folder, such that
-    ``dest`` holds either the old or the complete new content. (Only a hard crash between
-    the two renames of a replacement leaves ``dest`` missing, with the old content in the
-    hidden ``.<name>.<tag>.old`` folder.)"""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:12]
-    staging = dest.with_name(f".{dest.name}.{tag}.partial")
-    staging.mkdir()
-    try:
+    ``dest`` holds either the old or the complete new content (see ``atomic_folder``)."""
+    with atomic_folder(dest) as staging:
         for name, data in files.items():
             _write_bytes(staging / name, data)
-        if dest.exists():
-            backup = dest.with_name(f".{dest.name}.{tag}.old")
-            os.rename(dest, backup)
-            try:
-                os.rename(staging, dest)
-            except BaseException:
-                os.rename(backup, dest)
-                raise
-            shutil.rmtree(backup)
-        else:
-            os.rename(staging, dest)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _write_bytes(path: Path, data: bytes) -> None:

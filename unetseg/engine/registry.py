@@ -27,8 +27,18 @@ logger = logging.getLogger(__name__)
 def default_search_paths() -> list[Path]:
     """Bundled models, then ``$UNETSEG_MODEL_PATH`` entries, then ``~/.unetseg/models``."""
     bundled = Path(str(resources.files("unetseg").joinpath("models")))
-    env = [Path(p).expanduser() for p in os.environ.get(MODEL_PATH_ENV, "").split(os.pathsep) if p]
-    return [bundled, *env, Path.home() / ".unetseg" / "models"]
+    return [bundled, *environment_folders(), user_models_folder()]
+
+
+def environment_folders() -> list[Path]:
+    """The folders of ``$UNETSEG_MODEL_PATH`` (``os.pathsep`` separated), in order."""
+    value = os.environ.get(MODEL_PATH_ENV, "")
+    return [Path(p).expanduser() for p in value.split(os.pathsep) if p]
+
+
+def user_models_folder() -> Path:
+    """The user's own model folder, ``~/.unetseg/models``."""
+    return Path.home() / ".unetseg" / "models"
 
 
 def list_models(
