@@ -225,7 +225,8 @@ def intensityStatistics(
 
     Returns:
         One dict per segment; a value is None when the segment holds no voxel of the input.
-        ``std`` is the population standard deviation (ddof 0).
+        ``std`` is the population standard deviation (ddof 0). Values are rounded to 4
+        decimals.
     """
     rows = []
     for spec in _segmentSpecs(labelSpecs):
@@ -236,7 +237,7 @@ def intensityStatistics(
             values = values[np.isfinite(values)]
             for statistic in INTENSITY_STATISTICS:
                 value = getattr(np, statistic)(values) if values.size else None
-                row[f"{name}_{statistic}"] = None if value is None else float(value)
+                row[f"{name}_{statistic}"] = None if value is None else round(float(value), 4)
         rows.append(row)
     return rows
 
@@ -245,15 +246,15 @@ def statisticsCsvBytes(
     segments: Sequence[Mapping[str, Any]], intensities: Sequence[Mapping[str, float | None]]
 ) -> bytes:
     """CSV of the segments (``segmentStatistics`` rows) with their intensity statistics:
-    ``value, name, voxel_count``, then ``volume_ml`` (``area_cm2`` for single-slice images)
-    and the ``<input>_<stat>`` columns; empty cells for missing values."""
+    ``value, name, voxel_count``, then ``volume_ml`` (``area_cm2`` for single-slice images,
+    both to 4 decimals) and the ``<input>_<stat>`` columns; empty cells for missing values."""
     rows = []
     for segment, intensity in zip(segments, intensities, strict=True):
         row: dict[str, Any] = {k: segment[k] for k in ("value", "name", "voxel_count")}
         if "area_mm2" in segment:
-            row["area_cm2"] = segment["area_mm2"] / 100.0
+            row["area_cm2"] = round(segment["area_mm2"] / 100.0, 4)
         else:
-            row["volume_ml"] = segment["volume_ml"]
+            row["volume_ml"] = round(segment["volume_ml"], 4)
         rows.append(row | dict(intensity))
     return _csvBytes(rows)
 
