@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import slicerio
 
+from Testing.case_files import brats_case, write_brats_files
 from Training.synth import brain_mri_case
 from unetseg import cli
 from unetseg.cli import main
@@ -28,8 +29,6 @@ from unetseg.untrained import brain_mri_manifest, lung_cxr_manifest, untrained_p
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "unetseg" / "scripts" / "slicer_segment.py"
-# BraTS 2023 file names.
-BRATS_2023 = {"t1c": "t1c", "flair": "t2f", "t1": "t1n", "t2": "t2w"}
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +40,7 @@ def brain_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def brats_files(tmp_path_factory) -> dict[str, Path]:
-    case = brain_mri_case(np.random.default_rng(4), (32, 32, 16), (2.0, 2.0, 3.0), layout="brats")
-    folder = tmp_path_factory.mktemp("case")
-    files = {}
-    for name, suffix in BRATS_2023.items():
-        files[name] = folder / f"BraTS-MET-00007-000-{suffix}.nii.gz"
-        image = case.images[name].transpose(2, 1, 0).astype(np.int16)
-        nib.save(nib.Nifti1Image(image, case.geometry.ijk_to_ras), files[name])
-    return files
+    return write_brats_files(brats_case(), tmp_path_factory.mktemp("case"))
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import slicerio
 
-from Testing.test_cli import BRATS_2023, run
+from Testing.case_files import BRATS_2023
+from Testing.test_cli import run
 from Training.synth import brain_mri_case
 from unetseg.host import cases, logic
 from unetseg.untrained import brain_mri_manifest, untrained_package

@@ -13,8 +13,9 @@ import numpy as np
 import pydicom
 import pytest
 
+from Testing.case_files import BRATS_2023
 from Testing.dicom_factory import writeDicomSeries
-from Testing.test_cli import BRATS_2023, assert_one_line_error, run, segment_args
+from Testing.test_cli import assert_one_line_error, run, segment_args
 from Training.synth import brain_mri_case, lung_ct_case
 from unetseg.untrained import brain_mri_manifest, lung_ct_manifest, untrained_package
 

@@ -15,8 +15,8 @@ import SimpleITK as sitk
 import slicerio
 from scipy import ndimage
 
-from Testing.test_cli import BRATS_2023, assert_one_line_error, run, segment_args
-from Training.synth import brain_mri_case
+from Testing.case_files import brats_case, write_brats_files
+from Testing.test_cli import assert_one_line_error, run, segment_args
 from unetseg.cli import main
 from unetseg.untrained import brain_mri_manifest, lung_cxr_manifest, untrained_package
 
@@ -38,14 +38,7 @@ def brain_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def brats_files(tmp_path_factory) -> dict[str, Path]:
-    case = brain_mri_case(np.random.default_rng(4), (32, 32, 16), (2.0, 2.0, 3.0), layout="brats")
-    folder = tmp_path_factory.mktemp("case")
-    files = {}
-    for name, suffix in BRATS_2023.items():
-        files[name] = folder / f"BraTS-MET-00007-000-{suffix}.nii.gz"
-        image = case.images[name].transpose(2, 1, 0).astype(np.int16)
-        nib.save(nib.Nifti1Image(image, case.geometry.ijk_to_ras), files[name])
-    return files
+    return write_brats_files(brats_case(), tmp_path_factory.mktemp("case"))
 
 
 @pytest.fixture(scope="module")

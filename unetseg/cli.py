@@ -7,6 +7,7 @@ The same entry runs inside Slicer:
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -312,34 +313,26 @@ def _window_progress(quiet: bool, stream: TextIO) -> Iterator[WindowProgress | N
         bar.close()
 
 
-def _require_slicer() -> None:
-    """Check that ``import slicer`` works (``slicer-core`` or the Slicer app).
+def _require_module(name: str, needed_for: str, hint: str) -> None:
+    """Check that ``import name`` works.
 
     Raises:
-        RuntimeError: one line saying what to install, with the import error.
+        RuntimeError: one line saying what needs it and what to install, with the import error.
     """
     try:
-        import slicer  # noqa: F401
+        importlib.import_module(name)
     except ImportError as error:
-        raise RuntimeError(
-            f"this command needs Slicer's MRML, which cannot be imported ({error}): "
-            f"{SLICER_CORE_HINT}"
-        ) from error
+        raise RuntimeError(f"{needed_for}, which cannot be imported ({error}): {hint}") from error
+
+
+def _require_slicer() -> None:
+    """Check that ``import slicer`` works (``slicer-core`` or the Slicer app)."""
+    _require_module("slicer", "this command needs Slicer's MRML", SLICER_CORE_HINT)
 
 
 def _require_highdicom() -> None:
-    """Check that ``highdicom`` (the DICOM SEG writer) can be imported.
-
-    Raises:
-        RuntimeError: one line saying what to install, with the import error.
-    """
-    try:
-        import highdicom  # noqa: F401
-    except ImportError as error:
-        raise RuntimeError(
-            f"--dicom-seg needs highdicom, which cannot be imported ({error}): "
-            "pip install highdicom"
-        ) from error
+    """Check that ``highdicom`` (the DICOM SEG writer) can be imported."""
+    _require_module("highdicom", "--dicom-seg needs highdicom", "pip install highdicom")
 
 
 def _segment(args: argparse.Namespace) -> int:

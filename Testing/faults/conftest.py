@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
 import pytest
 
-from Testing.faults.support import SUFFIXES, segment_args
-from Training.synth import brain_mri_case
+from Testing.case_files import brats_case, write_brats_files
+from Testing.faults.support import segment_args
 from unetseg.cli import main
 from unetseg.untrained import brain_mri_manifest, untrained_package
 
@@ -26,7 +24,7 @@ def brain_model(tmp_path_factory):
 @pytest.fixture(scope="session")
 def brain_case():
     """A synthetic 4-sequence brain case, (K, J, I) = (16, 32, 32) at (2, 2, 3) mm."""
-    return brain_mri_case(np.random.default_rng(4), (32, 32, 16), (2.0, 2.0, 3.0), layout="brats")
+    return brats_case()
 
 
 @pytest.fixture
@@ -34,12 +32,7 @@ def case_files(brain_case, tmp_path) -> dict[str, Path]:
     """The case as four NIfTI files in ``tmp_path/case`` (a fresh copy per test)."""
     folder = tmp_path / "case"
     folder.mkdir()
-    files = {}
-    for name, suffix in SUFFIXES.items():
-        files[name] = folder / f"BraTS-MET-00007-000-{suffix}.nii.gz"
-        image = brain_case.images[name].transpose(2, 1, 0).astype(np.int16)
-        nib.save(nib.Nifti1Image(image, brain_case.geometry.ijk_to_ras), files[name])
-    return files
+    return write_brats_files(brain_case, folder)
 
 
 @pytest.fixture(scope="session")

@@ -26,8 +26,6 @@ from unetseg.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).with_name("child.py")
-#: BraTS 2023 file-name suffixes of the four brain inputs.
-SUFFIXES = {"t1c": "t1c", "flair": "t2f", "t1": "t1n", "t2": "t2w"}
 #: Seconds a child may take to start and reach a hook (the CPU is shared).
 START_TIMEOUT_S = 240
 
