@@ -519,7 +519,12 @@ def test_progress_bar_of_the_windows_on_a_terminal(
     if quiet:
         assert terminal.getvalue() == ""
         return
-    states = re.findall(r"windows: +(\d+)%\|.*?\| (\d+)/(\d+)", terminal.getvalue())
+    output = terminal.getvalue()
+    states = re.findall(r"windows: +(\d+)%\|.*?\| (\d+)/(\d+)", output)
     assert states[0][:2] == ("0", "0") and states[-1][0] == "100"
     done, total = states[-1][1:]
     assert done == total and int(total) > 1
+    # Stage lines around the bar, in order: loading, segmenting (the bar), writing.
+    stages = [output.index(f"{name}...\n") for name in ("loading inputs", "segmenting")]
+    writing = output.index("writing outputs...\n")
+    assert stages[0] < stages[1] < output.index("windows:") < writing

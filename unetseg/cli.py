@@ -275,14 +275,21 @@ def _check_segment_arguments(args: argparse.Namespace) -> dict[str, str]:
     return overrides
 
 
-class WindowProgress:
-    """A tqdm bar of the sliding windows on ``stream``, fed by the engine's
-    ``progress(done, total)`` callback (a restart, e.g. on the CPU after a GPU ran out of
-    memory, starts the bar again)."""
+class RunProgress:
+    """Progress of a run on ``stream``: a line when a stage starts ("loading inputs...") and a
+    tqdm bar of the sliding windows, fed by the engine's ``progress(done, total)`` callback (a
+    restart, e.g. on the CPU after a GPU ran out of memory, starts the bar again)."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self._bar: Any = None
+
+    def stage(self, name: str) -> None:
+        """Close the window bar of the previous stage and announce ``name``."""
+        from tqdm import tqdm
+
+        self.close()
+        tqdm.write(f"{name}...", file=self._stream)
 
     def __call__(self, done: int, total: int) -> None:
         if self._bar is None:
@@ -298,15 +305,16 @@ class WindowProgress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+            self._bar = None
 
 
 @contextmanager
-def _window_progress(quiet: bool, stream: TextIO) -> Iterator[WindowProgress | None]:
-    """A ``WindowProgress`` on ``stream`` when it is a terminal and not ``quiet``, else None."""
+def _run_progress(quiet: bool, stream: TextIO) -> Iterator[RunProgress | None]:
+    """A ``RunProgress`` on ``stream`` when it is a terminal and not ``quiet``, else None."""
     if quiet or not stream.isatty():
         yield None
         return
-    bar = WindowProgress(stream)
+    bar = RunProgress(stream)
     try:
         yield bar
     finally:
@@ -342,7 +350,7 @@ def _segment(args: argparse.Namespace) -> int:
         _require_highdicom()
     from unetseg.host.batch import segmentFiles
 
-    with _window_progress(args.quiet, sys.stderr) as progress:
+    with _run_progress(args.quiet, sys.stderr) as progress:
         report = segmentFiles(
             args.model,
             args.input,
@@ -357,6 +365,7 @@ def _segment(args: argparse.Namespace) -> int:
             overrides=overrides,
             overwrite=args.overwrite,
             progress=progress,
+            stage=None if progress is None else progress.stage,
             strict=args.strict,
         )
     for warning in report["warnings"]:
@@ -401,7 +410,7 @@ def _segment_batch(args: argparse.Namespace) -> int:
         found = cases.casesFromFolder(args.input_dir, args.output_dir)
     cases.checkCases(found)
     _require_slicer()
-    with _window_progress(args.quiet, sys.stderr) as progress:
+    with _run_progress(args.quiet, sys.stderr) as progress:
         rows = cases.segmentCases(
             args.model,
             found,
@@ -414,6 +423,7 @@ def _segment_batch(args: argparse.Namespace) -> int:
             fast=args.fast,
             strict=args.strict,
             progress=progress,
+            stage=None if progress is None else progress.stage,
             onCase=lambda row: _print_case(row, args.quiet),
         )
     counts = {status: sum(r["status"] == status for r in rows) for status in ("ok", "skipped")}

@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -268,6 +268,7 @@ def segmentFiles(
     overrides: Mapping[str, str | Path] | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
+    stage: Callable[[str], None] | None = None,
     strict: bool = False,
     scene=None,
     logic: SegmentationLogic | None = None,
@@ -304,6 +305,8 @@ def segmentFiles(
             automatic matching.
         overwrite: replace outputs that exist already (else ``FileExistsError``).
         progress: ``progress(doneWindows, totalWindows)`` during inference (this thread).
+        stage: ``stage(name)`` when a stage starts: "loading inputs", "segmenting",
+            "writing outputs".
         strict: refuse inputs that do not look like the model's (``_plausibilityWarnings``)
             with a ValueError before inference, instead of warning.
         scene: scene to use (default: the app's, or a new headless one).
@@ -352,6 +355,8 @@ def segmentFiles(
         if logic is None:
             logic = SegmentationLogic(hostScene() if scene is None else scene)
         scene = logic.scene
+        announce = stage or (lambda name: None)
+        announce("loading inputs")
         loadStarted = time.perf_counter()
         nodes = {
             name: loadSource(scene, source, source.nodeName()) for name, source in assigned.items()
@@ -361,11 +366,13 @@ def segmentFiles(
         if strict and implausible:
             raise ValueError(f"{'; '.join(implausible)} (refused by --strict)")
         warnings = _inputWarnings(assigned) + implausible
+        announce("segmenting")
         result = logic.process(
             package, nodes, device=device, overlap=overlap, fast=fast, progress=progress
         )
         assert isinstance(result, SegmentationResult)
         timings.update((k, v) for k, v in result.timings.items() if k != "total")
+        announce("writing outputs")
         rendered = {}
         if dicomSeg is not None:
             assert referenceSeries is not None

@@ -164,6 +164,7 @@ def segmentCases(
     fast: bool = False,
     strict: bool = False,
     progress: Progress | None = None,
+    stage: Callable[[str], None] | None = None,
     onCase: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Segment ``cases`` in turn with one model; write ``summary.csv`` in ``outputDir``.
@@ -175,7 +176,7 @@ def segmentCases(
         outputFormat: "seg.nrrd" or "nii.gz" (label map + JSON sidecar).
         statistics: also write each case's statistics CSV.
         overwrite: run finished cases again and replace their outputs.
-        device, overlap, fast, strict, progress: as ``segmentFiles`` (with ``strict`` an
+        device, overlap, fast, strict, progress, stage: as ``segmentFiles`` (with ``strict`` an
             implausible case fails).
         onCase: called with each case's row as soon as the case is done.
 
@@ -200,6 +201,7 @@ def segmentCases(
         "fast": fast,
         "strict": strict,
         "progress": progress,
+        "stage": stage,
     }
     rows = []
     with reserve_outputs({"batch summary": outputDir / SUMMARY_CSV}, [], overwrite=True):
