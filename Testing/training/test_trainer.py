@@ -22,6 +22,7 @@ from Training.config import ScheduleConfig, config_from_dict, load_config
 from Training.data import DatasetError
 from Training.loop import trainer as trainer_module
 from Training.loop.cases import training_labels
+from Training.loop.checkpoint import load_checkpoint, save_checkpoint
 from Training.loop.curves import write_history
 from Training.loop.objectives import build_loss, training_target
 from Training.loop.progress import Progress, ProgressLogHandler
@@ -143,6 +144,22 @@ def test_resume_refuses_a_different_config(tmp_path):
     other = _config(training={"batch_size": 4})
     with pytest.raises(ValueError, match=r"training\.batch_size"):
         Trainer(other, tmp_path, TRAIN, VAL).load(tmp_path / "checkpoints" / LAST)
+
+
+def test_resume_accepts_a_run_that_predates_newer_options(tmp_path):
+    """A checkpoint written before options existed (here ``augmentation.resolution`` and
+    ``data.split.test_patients``) resumes: they take their defaults; real changes still count."""
+    Trainer(_config(), tmp_path, TRAIN, VAL).fit(stop_step=1)
+    path = tmp_path / "checkpoints" / LAST
+    tree = load_checkpoint(path)
+    del tree["config"]["augmentation"]["resolution"]
+    del tree["config"]["data"]["split"]["test_patients"]
+    save_checkpoint(path, tree)
+    resumed = Trainer(_config(), tmp_path, TRAIN, VAL)
+    resumed.load(path)
+    assert resumed.state.step == 1
+    with pytest.raises(ValueError, match=r"training\.batch_size"):
+        Trainer(_config(training={"batch_size": 4}), tmp_path, TRAIN, VAL).load(path)
 
 
 def test_validation_uses_sliding_window_and_engine_metrics(tmp_path):

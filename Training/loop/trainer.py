@@ -39,7 +39,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from Training.config import TrainConfig
+from Training.config import TrainConfig, config_from_dict
 from Training.loop.checkpoint import load_checkpoint, save_checkpoint
 from Training.loop.curves import plot_curves, write_history
 from Training.loop.distributed import DistInfo, all_gather_objects, all_reduce_sum
@@ -227,7 +227,7 @@ class Trainer:
         tree = load_checkpoint(path)  # on the CPU; load_state_dict moves tensors
         if tree.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path} is not a training checkpoint")
-        changed = config_differences(tree["config"], self.config.to_dict())
+        changed = config_differences(_current_form(tree["config"]), self.config.to_dict())
         if changed:
             raise ValueError(
                 f"cannot resume from {path}: the config differs in {changed} (exact resume "
@@ -577,6 +577,15 @@ def _evaluating(network: torch.nn.Module) -> Iterator[None]:
         yield
     finally:
         network.train(was_training)
+
+
+def _current_form(stored: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's config as this version writes it: options added since the run started
+    take their defaults, so that they do not count as changes. Unparsable: as stored."""
+    try:
+        return config_from_dict(stored).to_dict()
+    except ValueError:  # ConfigError is a ValueError
+        return stored
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
