@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from unetseg.engine.package import ModelPackage
 
 #: The human-readable model card next to a package's model.json (optional).
-MODEL_CARD_FILE = "MODEL_CARD.md"
 #: Loggers of libraries that are quiet unless ``-v`` (highdicom logs nine INFO lines per SEG).
 THIRD_PARTY_LOGGERS = ("highdicom", "slicer")
 #: A ``segment`` whose inference took longer than this (s) on the CPU without ``--fast``
@@ -543,6 +542,8 @@ def _model_card(package: ModelPackage) -> str:
     """The package's ``MODEL_CARD.md`` when it has one, else the card its manifest gives
     (title, version, licence, intended use, description, inputs, labels, training), followed
     by the package folder."""
+    from unetseg.engine.package import MODEL_CARD_FILE
+
     card = package.path / MODEL_CARD_FILE
     if card.is_file():
         text = card.read_text(encoding="utf-8").rstrip()

@@ -580,6 +580,18 @@ def test_overwrite_needs_permission(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]
 
 
+def test_replacing_a_package_keeps_its_model_card(tmp_path: Path) -> None:
+    save_example(tmp_path / "pkg", seed=0)
+    (tmp_path / "pkg" / "MODEL_CARD.md").write_text("# card\nwritten by hand\n")
+    (tmp_path / "pkg" / "scratch.txt").write_text("not part of the package")
+    manifest = example_manifest()
+    network = make_network(manifest, seed=1)
+    package = save_model_package(tmp_path / "pkg", manifest, network, overwrite=True)
+    assert_same_weights(package.load_network(), network)
+    assert (tmp_path / "pkg" / "MODEL_CARD.md").read_text() == "# card\nwritten by hand\n"
+    assert not (tmp_path / "pkg" / "scratch.txt").exists()
+
+
 def test_a_folder_that_is_not_a_package_is_never_replaced(tmp_path: Path) -> None:
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "todo.txt").write_text("keep me")

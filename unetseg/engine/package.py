@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     import torch
 
 MANIFEST_FILE = "model.json"
+#: The package's human-readable model card (optional); kept when a package is replaced.
+MODEL_CARD_FILE = "MODEL_CARD.md"
 WEIGHTS_FILE = "weights.safetensors"
 _MAX_LISTED_KEYS = 10
 #: Largest safetensors header accepted (the safetensors library's own limit).
@@ -314,8 +316,8 @@ def save_model_package(
     folder and renamed into place, so ``out_dir`` never holds a partial package.
 
     An existing identical package is left as it is. A different one is replaced (the whole
-    folder) only with ``overwrite=True``; a non-empty folder that is not a package is never
-    replaced.
+    folder, except its ``MODEL_CARD.md``, which is carried over) only with
+    ``overwrite=True``; a non-empty folder that is not a package is never replaced.
     """
     import safetensors.torch
     import torch
@@ -349,7 +351,11 @@ def save_model_package(
     existing = _existing_package(out_dir, manifest, overwrite)
     if existing is not None:
         return existing
-    _write_folder_atomically(out_dir, {WEIGHTS_FILE: weights, MANIFEST_FILE: text.encode()})
+    files = {WEIGHTS_FILE: weights, MANIFEST_FILE: text.encode()}
+    card = out_dir / MODEL_CARD_FILE
+    if card.is_file():
+        files[MODEL_CARD_FILE] = card.read_bytes()
+    _write_folder_atomically(out_dir, files)
     return load_model_package(out_dir)
 
 
