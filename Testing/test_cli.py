@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 import slicerio
 
-from Testing.case_files import brats_case, write_brats_files
+from Testing.case_files import brats_case, small_brain_model, write_brats_files
 from Training.synth import brain_mri_case
 from unetseg import cli
 from unetseg.cli import main
-from unetseg.untrained import brain_mri_manifest, lung_cxr_manifest, untrained_package
+from unetseg.untrained import lung_cxr_manifest, untrained_package
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "unetseg" / "scripts" / "slicer_segment.py"
@@ -33,9 +33,7 @@ SCRIPT = REPO / "unetseg" / "scripts" / "slicer_segment.py"
 
 @pytest.fixture(scope="module")
 def brain_model(tmp_path_factory):
-    manifest = brain_mri_manifest((4, 8, 16), patch_size=(32, 32, 32))
-    manifest["spacing_mm"] = [2.0, 2.0, 2.0]
-    return untrained_package(tmp_path_factory.mktemp("models") / "brain", manifest)
+    return small_brain_model(tmp_path_factory.mktemp("models") / "brain")
 
 
 @pytest.fixture(scope="module")
@@ -500,9 +498,7 @@ class Terminal(io.StringIO):
 @pytest.fixture(scope="module")
 def small_patch_model(tmp_path_factory):
     """The brain model with 16^3 windows: several windows per case."""
-    manifest = brain_mri_manifest((4, 8), patch_size=(16, 16, 16))
-    manifest["spacing_mm"] = [2.0, 2.0, 2.0]
-    return untrained_package(tmp_path_factory.mktemp("models") / "small", manifest)
+    return small_brain_model(tmp_path_factory.mktemp("models") / "small", filters=(4, 8), patch=16)
 
 
 @pytest.mark.parametrize("quiet", [False, True])

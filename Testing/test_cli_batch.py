@@ -13,20 +13,17 @@ import numpy as np
 import pytest
 import slicerio
 
-from Testing.case_files import BRATS_2023
+from Testing.case_files import BRATS_2023, small_brain_model
 from Testing.test_cli import run
 from Training.synth import brain_mri_case
 from unetseg.host import cases, logic
-from unetseg.untrained import brain_mri_manifest, untrained_package
 
 SEGMENTS = ("Non-enhancing tumor core", "Edema", "Enhancing tumor")
 
 
 @pytest.fixture(scope="module")
 def brain_model(tmp_path_factory):
-    manifest = brain_mri_manifest((4, 8), patch_size=(32, 32, 32))
-    manifest["spacing_mm"] = [2.0, 2.0, 2.0]
-    return untrained_package(tmp_path_factory.mktemp("models") / "brain", manifest)
+    return small_brain_model(tmp_path_factory.mktemp("models") / "brain", filters=(4, 8))
 
 
 def write_case(folder: Path, seed: int) -> Path:

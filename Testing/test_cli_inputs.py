@@ -13,11 +13,11 @@ import numpy as np
 import pydicom
 import pytest
 
-from Testing.case_files import BRATS_2023
+from Testing.case_files import BRATS_2023, small_brain_model
 from Testing.dicom_factory import writeDicomSeries
 from Testing.test_cli import assert_one_line_error, run, segment_args
 from Training.synth import brain_mri_case, lung_ct_case
-from unetseg.untrained import brain_mri_manifest, lung_ct_manifest, untrained_package
+from unetseg.untrained import lung_ct_manifest, untrained_package
 
 LPS = np.diag([-1.0, -1.0, 1.0])
 
@@ -31,9 +31,7 @@ def save_nifti(path: Path, array_kji: np.ndarray, ijk_to_ras: np.ndarray) -> Pat
 
 @pytest.fixture(scope="module")
 def brain_model(tmp_path_factory):
-    manifest = brain_mri_manifest((4, 8), patch_size=(32, 32, 32))
-    manifest["spacing_mm"] = [2.0, 2.0, 2.0]
-    return untrained_package(tmp_path_factory.mktemp("models") / "brain", manifest)
+    return small_brain_model(tmp_path_factory.mktemp("models") / "brain", filters=(4, 8))
 
 
 @pytest.fixture(scope="module")

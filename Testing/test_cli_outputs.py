@@ -15,10 +15,10 @@ import SimpleITK as sitk
 import slicerio
 from scipy import ndimage
 
-from Testing.case_files import brats_case, write_brats_files
+from Testing.case_files import brats_case, small_brain_model, write_brats_files
 from Testing.test_cli import assert_one_line_error, run, segment_args
 from unetseg.cli import main
-from unetseg.untrained import brain_mri_manifest, lung_cxr_manifest, untrained_package
+from unetseg.untrained import lung_cxr_manifest, untrained_package
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 MASK_FILES = {
@@ -31,9 +31,7 @@ MASK_FILES = {
 @pytest.fixture(scope="module")
 def brain_model(tmp_path_factory):
     """Untrained brain model whose output on ``brats_files`` holds all four label values."""
-    manifest = brain_mri_manifest((4, 8, 16), patch_size=(32, 32, 32))
-    manifest["spacing_mm"] = [2.0, 2.0, 2.0]
-    return untrained_package(tmp_path_factory.mktemp("models") / "brain", manifest, seed=1)
+    return small_brain_model(tmp_path_factory.mktemp("models") / "brain", seed=1)
 
 
 @pytest.fixture(scope="module")

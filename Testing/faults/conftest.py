@@ -7,18 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from Testing.case_files import brats_case, write_brats_files
+from Testing.case_files import brats_case, small_brain_model, write_brats_files
 from Testing.faults.support import segment_args
 from unetseg.cli import main
-from unetseg.untrained import brain_mri_manifest, untrained_package
 
 
 @pytest.fixture(scope="session")
 def brain_model(tmp_path_factory):
     """4-input brain model (filters 4-8-16, patch 32^3, 2 mm): fast, untrained."""
-    manifest = brain_mri_manifest((4, 8, 16), patch_size=(32, 32, 32))
-    manifest["spacing_mm"] = [2.0, 2.0, 2.0]
-    return untrained_package(tmp_path_factory.mktemp("models") / "brain", manifest)
+    return small_brain_model(tmp_path_factory.mktemp("models") / "brain")
 
 
 @pytest.fixture(scope="session")
@@ -38,9 +35,7 @@ def case_files(brain_case, tmp_path) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def other_model(tmp_path_factory):
     """The brain model with other weights: its outputs tell an old result from a new one."""
-    manifest = brain_mri_manifest((4, 8, 16), patch_size=(32, 32, 32))
-    manifest["spacing_mm"] = [2.0, 2.0, 2.0]
-    return untrained_package(tmp_path_factory.mktemp("models") / "other", manifest, seed=3)
+    return small_brain_model(tmp_path_factory.mktemp("models") / "other", seed=3)
 
 
 @pytest.fixture

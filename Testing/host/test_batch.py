@@ -16,6 +16,7 @@ import pydicom
 import pytest
 import slicerio
 
+from Testing.case_files import small_brain_model
 from Testing.dicom_factory import writeDicomSeries
 from Training.synth import brain_mri_case
 from unetseg.cli import main
@@ -40,9 +41,7 @@ STAGES |= {"write", "save", "total"}  # + "dicom_seg" when one is written
 @pytest.fixture(scope="module")
 def brain_model(tmp_path_factory):
     """4-input brain model at 2 mm, patch 32^3 (seed chosen so that it predicts 3 labels)."""
-    manifest = brain_mri_manifest((4, 8, 16), patch_size=(32, 32, 32))
-    manifest["spacing_mm"] = [2.0, 2.0, 2.0]
-    return untrained_package(tmp_path_factory.mktemp("model"), manifest, seed=1)
+    return small_brain_model(tmp_path_factory.mktemp("model"), seed=1)
 
 
 @pytest.fixture(scope="module")

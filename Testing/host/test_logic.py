@@ -19,6 +19,7 @@ import slicerio
 import torch
 from torch import nn
 
+from Testing.case_files import small_brain_model
 from Training.synth import brain_mri_case
 from unetseg.engine.geometry import Geometry
 from unetseg.engine.inference import CancelToken, InferenceCancelled
@@ -102,9 +103,7 @@ def assert_geometry_is_the_volumes(seg: dict, volumeNode) -> None:
 @pytest.fixture(scope="module")
 def brain_model(tmp_path_factory):
     """4-input brain model (t1c, flair required; t1, t2 optional) at 2 mm, patch 32^3."""
-    manifest = brain_mri_manifest((4, 8, 16), patch_size=(32, 32, 32))
-    manifest["spacing_mm"] = [2.0, 2.0, 2.0]
-    return untrained_package(tmp_path_factory.mktemp("brain"), manifest)
+    return small_brain_model(tmp_path_factory.mktemp("brain"))
 
 
 @pytest.fixture(scope="module")
