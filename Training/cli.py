@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "synth": "Training.synth.command",
     "train": "Training.commands.train",
     "evaluate": "Training.commands.evaluate",
+    "inspect": "Training.commands.inspect",
     "export": "Training.commands.export",
     "pseudolabel-lungs": "Training.commands.pseudolabel_lungs",
     "build-lung-ct-data": "Training.commands.build_lung_ct_data",

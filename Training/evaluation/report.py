@@ -84,6 +84,8 @@ def report_blocks(result: Mapping[str, Any]) -> list[Block]:
     ]
     if result["lesion_detection"] is not None:
         blocks += _lesion_blocks(result["lesion_detection"])
+    if result.get("calibration"):
+        blocks += _calibration_blocks(result["calibration"])
     blocks += [
         Heading(2, "Cases (worst first)"),
         _case_table(result, names),
@@ -158,6 +160,35 @@ def _lesion_blocks(pooled: Mapping[str, Any]) -> list[Block]:
         Heading(3, "Detection by lesion size"),
         by_size,
     ]
+
+
+def _calibration_blocks(calibration: Mapping[str, Any]) -> list[Block]:
+    """Expected calibration error per label (and of the top label) and the reliability
+    diagram."""
+    curves = [(item["name"], item) for item in calibration["labels"]]
+    if calibration.get("top_label"):
+        curves.insert(0, ("top label (arg-max)", calibration["top_label"]))
+    table = Table(
+        ["Label", "ECE", "Voxels"],
+        [
+            [name, "–" if c["ece"] is None else _number(c["ece"]), str(c["voxels"])]
+            for name, c in curves
+        ],
+    )
+    kind = "label" if calibration["activation"] == "softmax" else "nested region"
+    blocks: list[Block] = [
+        Heading(2, "Calibration"),
+        Paragraph(
+            f"Predicted probability of each {kind} against how often it is there, in "
+            f"{calibration['bins']} probability bins, over the voxels of the model's foreground "
+            "mask (model grid) of all cases. ECE: expected calibration error (voxel-weighted "
+            "mean gap between predicted probability and observed frequency; 0 is perfect)."
+        ),
+        table,
+    ]
+    if calibration.get("plot"):
+        blocks.append(Figure(calibration["plot"], "Reliability diagram"))
+    return blocks
 
 
 def _size_range(low: float, high: float | None) -> str:
