@@ -38,7 +38,7 @@ class BrainMetSeg(ScriptedLoadableModule):
 
 
 class BrainMetSegLogic(SegmentationModuleLogic):
-    """Lists MR models coded for the brain; ``process(model, inputNodes, ...)`` runs one
+    """Lists MR models coded for the brain; ``run(model, inputNodes, options)`` runs one
     without the GUI (see ``SegmentationModuleLogic``)."""
 
     modelFilter = BRAIN_MRI_MODELS

@@ -40,7 +40,7 @@ class LungSeg(ScriptedLoadableModule):
 
 
 class LungSegLogic(SegmentationModuleLogic):
-    """Lists CT, CR and DX models coded for the lung; ``process(model, inputNodes, ...)`` runs
+    """Lists CT, CR and DX models coded for the lung; ``run(model, inputNodes, options)`` runs
     one without the GUI (see ``SegmentationModuleLogic``)."""
 
     modelFilter = LUNG_MODELS

@@ -37,7 +37,7 @@ class OvarianSeg(ScriptedLoadableModule):
 
 
 class OvarianSegLogic(SegmentationModuleLogic):
-    """Lists CT models coded for the ovary; ``process(model, inputNodes, ...)`` runs one
+    """Lists CT models coded for the ovary; ``run(model, inputNodes, options)`` runs one
     without the GUI (see ``SegmentationModuleLogic``)."""
 
     modelFilter = OVARIAN_CT_MODELS

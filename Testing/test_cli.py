@@ -21,43 +21,15 @@ import numpy as np
 import pytest
 import slicerio
 
-from Testing.case_files import brats_case, small_brain_model, write_brats_files
+from Testing.case_files import small_brain_model
+from Testing.command_line import assert_one_line_error, run_cli, segment_args
 from Training.synth import brain_mri_case
-from unetseg import cli
 from unetseg.cli import main
+from unetseg.cli import segment as segment_command
 from unetseg.untrained import lung_cxr_manifest, untrained_package
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "unetseg" / "scripts" / "slicer_segment.py"
-
-
-@pytest.fixture(scope="module")
-def brain_model(tmp_path_factory):
-    return small_brain_model(tmp_path_factory.mktemp("models") / "brain")
-
-
-@pytest.fixture(scope="module")
-def brats_files(tmp_path_factory) -> dict[str, Path]:
-    return write_brats_files(brats_case(), tmp_path_factory.mktemp("case"))
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main([str(arg) for arg in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def segment_args(model, inputs, output) -> list[str]:
-    return ["segment", "--model", str(model), "--input", *map(str, inputs), "--output", str(output)]
-
-
-def assert_one_line_error(code: int, err: str, *phrases: str) -> None:
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("unetseg segment: error: ")
-    for phrase in phrases:
-        assert phrase in lines[0]
 
 
 @pytest.mark.parametrize(
@@ -102,7 +74,7 @@ def test_errors_are_one_line_with_exit_code_2(
     elif case == "unknown_model":
         model = "no-such-model"
 
-    code, _, err = run(capsys, *segment_args(model, inputs, output), *extra)
+    code, _, err = run_cli(capsys, *segment_args(model, inputs, output), *extra)
 
     assert_one_line_error(code, err, *phrases)
     assert not output.exists()
@@ -114,10 +86,10 @@ def test_map_assigns_files_whose_names_match_nothing(brain_model, brats_files, t
     shutil.copy(brats_files["flair"], dark)
     output = tmp_path / "mapped.seg.nrrd"
 
-    code, _, err = run(capsys, *segment_args(brain_model.path, [post, dark], output))
+    code, _, err = run_cli(capsys, *segment_args(brain_model.path, [post, dark], output))
     assert_one_line_error(code, err, "'t1c'", "'flair'")
 
-    code, out, err = run(
+    code, out, err = run_cli(
         capsys,
         *segment_args(brain_model.path, [post, dark], output),
         "--map",
@@ -138,7 +110,7 @@ def test_fast_option_runs_and_is_recorded_in_the_summary(
     output, summary = tmp_path / "fast.seg.nrrd", tmp_path / "fast.json"
     args = segment_args(brain_model.path, brats_files.values(), output)
 
-    code, _, err = run(capsys, *args, "--fast", "--device", "cpu", "--summary", summary)
+    code, _, err = run_cli(capsys, *args, "--fast", "--device", "cpu", "--summary", summary)
 
     assert code == 0, err
     report = json.loads(summary.read_text())
@@ -155,13 +127,13 @@ def test_models_lists_packages_of_extra_folders(brain_model, tmp_path, capsys):
     (folder / "broken").mkdir(exist_ok=True)
     (folder / "broken" / "model.json").write_text("{not json")
 
-    code, out, err = run(capsys, "models", "--path", folder)
+    code, out, err = run_cli(capsys, "models", "--path", folder)
 
     assert code == 0
     assert f"{brain_model.id} {brain_model.version}" in out and str(brain_model.path) in out
     assert "demo-lung-cxr-untrained 0.0.1" in out and "[DX; cxr]" in out
     assert "skipped invalid package" in err and "broken" in err
-    code, out, _ = run(capsys, "models", "--path", folder, "--json")
+    code, out, _ = run_cli(capsys, "models", "--path", folder, "--json")
     listed = {entry["id"]: entry for entry in json.loads(out)}
     assert listed[brain_model.id]["path"] == str(brain_model.path)
     assert [i["name"] for i in listed[brain_model.id]["inputs"]] == ["t1c", "flair", "t1", "t2"]
@@ -170,7 +142,7 @@ def test_models_lists_packages_of_extra_folders(brain_model, tmp_path, capsys):
 def test_models_info_prints_the_card_or_the_manifest(tmp_path, capsys):
     package = untrained_package(tmp_path / "cxr", lung_cxr_manifest((4, 8)))
 
-    code, out, err = run(capsys, "models", "info", package.id, "--path", tmp_path)
+    code, out, err = run_cli(capsys, "models", "info", package.id, "--path", tmp_path)
 
     assert code == 0, err
     assert out.splitlines()[:4] == [
@@ -183,12 +155,12 @@ def test_models_info_prints_the_card_or_the_manifest(tmp_path, capsys):
 
     card = "# A card\n\n## Intended use\nResearch only.\n"
     (package.path / "MODEL_CARD.md").write_text(card)
-    code, out, _ = run(capsys, "models", "info", str(package.path))
+    code, out, _ = run_cli(capsys, "models", "info", str(package.path))
 
     assert code == 0
     assert out == f"{card}\nModel folder: {package.path}\n"
 
-    code, _, err = run(capsys, "models", "info", "no-such-model", "--path", tmp_path)
+    code, _, err = run_cli(capsys, "models", "info", "no-such-model", "--path", tmp_path)
 
     assert code == 2 and err.startswith("unetseg models: error: No model 'no-such-model'")
     assert f"{package.id}@{package.version}" in err
@@ -269,10 +241,10 @@ def test_without_slicer_core_the_cli_says_what_to_install(
 def test_a_slow_cpu_run_suggests_fast(
     extra, hinted, brain_model, brats_files, tmp_path, monkeypatch, capsys
 ):
-    monkeypatch.setattr(cli, "SLOW_INFERENCE_S", 0.0)
+    monkeypatch.setattr(segment_command, "SLOW_INFERENCE_S", 0.0)
     args = segment_args(brain_model.path, brats_files.values(), tmp_path / "h.seg.nrrd")
 
-    code, _, err = run(capsys, *args, "--device", "cpu", *extra)
+    code, _, err = run_cli(capsys, *args, "--device", "cpu", *extra)
 
     assert code == 0, err
     hints = [line for line in err.splitlines() if line.startswith("hint: ")]
@@ -284,7 +256,7 @@ def test_a_slow_cpu_run_suggests_fast(
 def test_a_quick_cpu_run_gives_no_hint(brain_model, brats_files, tmp_path, capsys):
     args = segment_args(brain_model.path, brats_files.values(), tmp_path / "n.seg.nrrd")
 
-    code, _, err = run(capsys, *args, "--device", "cpu")
+    code, _, err = run_cli(capsys, *args, "--device", "cpu")
 
     assert code == 0 and "hint:" not in err, err
 
@@ -332,7 +304,7 @@ def test_demo_segments_every_sample_with_its_bundled_model(tmp_path, capsys):
 
     bundled = {package.id for package in list_models(default_search_paths()[:1])}
     assert bundled, "no bundled model in unetseg/models"
-    code, out, err = run(capsys, "demo", "--out", tmp_path, "--device", "cpu")
+    code, out, err = run_cli(capsys, "demo", "--out", tmp_path, "--device", "cpu")
     assert code == 0, err
     summary = json.loads((tmp_path / "summary.json").read_text())
     expected = [s.id for s in list_samples() if s.model in bundled]
@@ -377,7 +349,7 @@ def test_help_shows_the_defaults(capsys):
         (["--dicom-seg", "out.dcm"], ("--dicom-seg", "DICOM folder")),
         (["--statistics", "out.txt"], ("--statistics must end with .csv",)),
         (["--preview", "out.jpg"], ("--preview must end with .png",)),
-        (["--overlap", "1.5"], ("--overlap must be in [0, 1)",)),
+        (["--overlap", "1.5"], ("--overlap must be in [0, 0.95]",)),
     ],
 )
 def test_argument_errors_come_before_the_model_and_inputs(extra, phrases, tmp_path, capsys):
@@ -386,7 +358,7 @@ def test_argument_errors_come_before_the_model_and_inputs(extra, phrases, tmp_pa
     not_an_image.write_bytes(b"not read")
     args = segment_args("no-such-model", [not_an_image], tmp_path / "o.seg.nrrd")
 
-    code, _, err = run(capsys, *args, *extra)
+    code, _, err = run_cli(capsys, *args, *extra)
 
     assert_one_line_error(code, err, *phrases)
 
@@ -411,7 +383,7 @@ def test_bad_arguments_are_refused_before_slicer_or_torch_is_imported(tmp_path):
 def test_quiet_prints_nothing_and_still_writes(brain_model, brats_files, tmp_path, capsys):
     output = tmp_path / "q.nii.gz"
 
-    code, out, err = run(
+    code, out, err = run_cli(
         capsys, *segment_args(brain_model.path, brats_files.values(), output), "-q"
     )
 
@@ -450,7 +422,7 @@ def test_highdicom_logs_only_with_verbose(
     args = segment_args(brain_model.path, [dicom_case], tmp_path / "d.seg.nrrd")
     args += ["--dicom-seg", tmp_path / "d.dcm", "--device", "cpu"] + (["-v"] if verbose else [])
 
-    code, _, err = run(capsys, *args)
+    code, _, err = run_cli(capsys, *args)
 
     assert code == 0, err
     from_highdicom = [r for r in caplog.records if r.name.startswith("highdicom")]
@@ -465,7 +437,7 @@ def test_without_highdicom_dicom_seg_says_what_to_install(
     output = tmp_path / "d.seg.nrrd"
     args = segment_args(brain_model.path, [dicom_case], output)
 
-    code, _, err = run(capsys, *args, "--dicom-seg", tmp_path / "d.dcm")
+    code, _, err = run_cli(capsys, *args, "--dicom-seg", tmp_path / "d.dcm")
 
     assert_one_line_error(code, err, "--dicom-seg needs highdicom", "pip install highdicom")
     assert not output.exists()
@@ -475,7 +447,7 @@ def test_summary_numbers_are_rounded(brain_model, brats_files, tmp_path, capsys)
     summary = tmp_path / "s.json"
     args = segment_args(brain_model.path, brats_files.values(), tmp_path / "s.seg.nrrd")
 
-    code, out, err = run(capsys, *args, "--summary", summary, "--device", "cpu")
+    code, out, err = run_cli(capsys, *args, "--summary", summary, "--device", "cpu")
 
     assert code == 0, err
     report = json.loads(summary.read_text())

@@ -13,17 +13,17 @@ import numpy as np
 import pytest
 import slicerio
 
-from Testing.case_files import BRATS_2023, small_brain_model
-from Testing.test_cli import run
+from Testing.case_files import BRATS_2023
+from Testing.command_line import run_cli
+from Testing.runners import TORCH_CPU
 from Training.synth import brain_mri_case
 from unetseg.host import cases, logic
 
 SEGMENTS = ("Non-enhancing tumor core", "Edema", "Enhancing tumor")
 
 
-@pytest.fixture(scope="module")
-def brain_model(tmp_path_factory):
-    return small_brain_model(tmp_path_factory.mktemp("models") / "brain", filters=(4, 8))
+#: The shared ``brain_model`` fixture with a two-level network.
+BRAIN_MODEL = {"filters": (4, 8)}
 
 
 def write_case(folder: Path, seed: int) -> Path:
@@ -64,7 +64,7 @@ def test_a_bad_case_is_reported_and_skipped_and_a_rerun_resumes(
     out = tmp_path / "out"
     args = batch_args(brain_model, input_dir, out)
 
-    code, stdout, err = run(capsys, *args, "--device", "cpu")
+    code, stdout, err = run_cli(capsys, *args, "--device", "cpu")
 
     assert code == 1
     (line,) = err.strip().splitlines()
@@ -87,7 +87,7 @@ def test_a_bad_case_is_reported_and_skipped_and_a_rerun_resumes(
     )
 
     finished = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != "summary.csv"}
-    code, stdout, err = run(capsys, *args, "--device", "cpu")
+    code, stdout, err = run_cli(capsys, *args, "--device", "cpu")
 
     assert code == 1 and "case b: failed" in err
     assert "case a: skipped, outputs exist" in stdout and "case c: skipped" in stdout
@@ -98,7 +98,7 @@ def test_a_bad_case_is_reported_and_skipped_and_a_rerun_resumes(
 
     shutil.rmtree(input_dir / "b")
     write_case(input_dir / "b", 1)  # repaired
-    code, stdout, err = run(capsys, *args, "--device", "cpu", "-q")
+    code, stdout, err = run_cli(capsys, *args, "--device", "cpu", "-q")
 
     assert (code, stdout, err) == (0, "", "")
     statuses = [row["status"] for row in read_summary(out / "summary.csv").values()]
@@ -111,7 +111,7 @@ def test_an_output_dir_inside_the_input_dir_is_no_case(brain_model, tmp_path, ca
     out = root / "results"
 
     for _ in range(2):  # the second run sees results/ in the input folder
-        code, stdout, err = run(capsys, *batch_args(brain_model, root, out), "--device", "cpu")
+        code, stdout, err = run_cli(capsys, *batch_args(brain_model, root, out), "--device", "cpu")
         assert code == 0, err
         assert "1 case:" in stdout and "case results" not in stdout
 
@@ -127,7 +127,7 @@ def test_the_network_is_loaded_once_for_the_batch(brain_model, tmp_path, monkeyp
     monkeypatch.setattr(logic, "Segmenter", CountingSegmenter)
     found = [cases.Case(n, (write_case(tmp_path / n, seed),)) for seed, n in enumerate("xyz")]
 
-    rows = cases.segmentCases(brain_model, found, tmp_path / "out", device="cpu")
+    rows = cases.segmentCases(brain_model, found, tmp_path / "out", options=TORCH_CPU)
 
     assert [row["status"] for row in rows] == ["ok", "ok", "ok"]
     assert len(loaded) == 1
@@ -146,7 +146,7 @@ def test_a_csv_of_cases_with_nifti_outputs_and_statistics(brain_model, tmp_path,
     )
     out = tmp_path / "out"
 
-    code, stdout, err = run(
+    code, stdout, err = run_cli(
         capsys,
         "segment-batch",
         "--model",
@@ -188,7 +188,7 @@ def test_bad_case_lists_are_refused_before_the_model_is_loaded(table, phrases, t
     path = tmp_path / "cases.csv"
     path.write_text(table)
 
-    code, _, err = run(
+    code, _, err = run_cli(
         capsys,
         "segment-batch",
         "--model",
@@ -207,7 +207,7 @@ def test_bad_case_lists_are_refused_before_the_model_is_loaded(table, phrases, t
 def test_an_input_dir_without_case_folders_is_refused(tmp_path, capsys):
     (tmp_path / "loose.nii.gz").write_bytes(b"")
 
-    code, _, err = run(
+    code, _, err = run_cli(
         capsys, "segment-batch", "--model", "m", "--input-dir", tmp_path, "--output-dir", tmp_path
     )
 

@@ -8,30 +8,21 @@ import json
 import shutil
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
 
-from Testing.case_files import BRATS_2023, small_brain_model
+from Testing.case_files import BRATS_2023, save_nifti
+from Testing.command_line import assert_one_line_error, run_cli, segment_args
 from Testing.dicom_factory import writeDicomSeries
-from Testing.test_cli import assert_one_line_error, run, segment_args
 from Training.synth import brain_mri_case, lung_ct_case
 from unetseg.untrained import lung_ct_manifest, untrained_package
 
 LPS = np.diag([-1.0, -1.0, 1.0])
 
 
-def save_nifti(path: Path, array_kji: np.ndarray, ijk_to_ras: np.ndarray) -> Path:
-    """``array_kji`` as a NIfTI file (int16) with affine ``ijk_to_ras``."""
-    image = np.rint(array_kji).astype(np.int16).transpose(2, 1, 0)
-    nib.save(nib.Nifti1Image(image, ijk_to_ras), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def brain_model(tmp_path_factory):
-    return small_brain_model(tmp_path_factory.mktemp("models") / "brain", filters=(4, 8))
+#: The shared ``brain_model`` fixture with a two-level network.
+BRAIN_MODEL = {"filters": (4, 8)}
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +51,7 @@ def brats_folder(brain_case, tmp_path_factory) -> Path:
     folder.mkdir()
     for name, suffix in BRATS_2023.items():
         path = folder / f"{folder.name}-{suffix}.nii.gz"
-        save_nifti(path, brain_case.images[name], brain_case.geometry.ijk_to_ras)
+        save_nifti(path, brain_case.images[name], brain_case.geometry.ijk_to_ras, dtype=np.int16)
     return folder
 
 
@@ -89,7 +80,7 @@ def test_a_case_folder_of_nifti_files_is_matched_like_dicom_series(
 ):
     output = tmp_path / "case.seg.nrrd"
 
-    code, out, err = run(capsys, *segment_args(brain_model.path, [brats_folder], output))
+    code, out, err = run_cli(capsys, *segment_args(brain_model.path, [brats_folder], output))
 
     assert code == 0, err
     for name, suffix in BRATS_2023.items():
@@ -104,11 +95,13 @@ def test_outputs_written_into_the_case_folder_are_not_taken_as_inputs(
 ):
     folder = tmp_path / "case"
     folder.mkdir()
-    save_nifti(folder / "scan.nii.gz", ct_case.images["ct"], ct_case.geometry.ijk_to_ras)
+    save_nifti(
+        folder / "scan.nii.gz", ct_case.images["ct"], ct_case.geometry.ijk_to_ras, dtype=np.int16
+    )
     args = segment_args(lung_model.path, [folder], folder / "lungs.nii.gz")
 
     for extra in ([], ["--overwrite"]):  # the rerun sees lungs.nii.gz in the folder
-        code, out, err = run(capsys, *args, *extra)
+        code, out, err = run_cli(capsys, *args, *extra)
         assert code == 0, err
         assert f"input ct: {folder / 'scan.nii.gz'} (auto)" in out
         assert "not used" not in out
@@ -118,7 +111,9 @@ def test_a_single_input_model_takes_a_lone_input_whatever_its_name(
     lung_model, ct_case, tmp_path, capsys
 ):
     geometry = ct_case.geometry
-    nifti = save_nifti(tmp_path / "scan_0001.nii.gz", ct_case.images["ct"], geometry.ijk_to_ras)
+    nifti = save_nifti(
+        tmp_path / "scan_0001.nii.gz", ct_case.images["ct"], geometry.ijk_to_ras, dtype=np.int16
+    )
     series = tmp_path / "series"
     writeDicomSeries(
         series,
@@ -131,11 +126,13 @@ def test_a_single_input_model_takes_a_lone_input_whatever_its_name(
         attributes={"SeriesDescription": None},
     )
 
-    code, out, err = run(capsys, *segment_args(lung_model.path, [nifti], tmp_path / "a.nii.gz"))
+    code, out, err = run_cli(capsys, *segment_args(lung_model.path, [nifti], tmp_path / "a.nii.gz"))
     assert (code, err) == (0, "")  # a CT: no plausibility warning
     assert f"input ct: {nifti} (auto)" in out
 
-    code, out, err = run(capsys, *segment_args(lung_model.path, [series], tmp_path / "b.nii.gz"))
+    code, out, err = run_cli(
+        capsys, *segment_args(lung_model.path, [series], tmp_path / "b.nii.gz")
+    )
     assert (code, err) == (0, "")
     assert f"input ct: {series} [series 7: '(no description)' CT] (auto)" in out
 
@@ -167,7 +164,7 @@ def test_map_accepts_a_series_number_description_uid_folder_or_file_name(
         inputs = [brats_folder]
         value = f"{brats_folder.name}-t1n.nii.gz"  # T1 native, deliberately, as t1c
 
-    code, out, err = run(
+    code, out, err = run_cli(
         capsys,
         *segment_args(brain_model.path, inputs, tmp_path / "m.seg.nrrd"),
         "--map",
@@ -192,7 +189,7 @@ def test_matching_errors_list_the_candidates_and_the_map_to_give(
     shutil.copy(brats_folder / f"{brats_folder.name}-t2f.nii.gz", renamed)
     args = segment_args(brain_model.path, [renamed, dicom_folder], tmp_path / "x.seg.nrrd")
 
-    code, _, err = run(capsys, *args)
+    code, _, err = run_cli(capsys, *args)
 
     assert_one_line_error(
         code,
@@ -204,7 +201,7 @@ def test_matching_errors_list_the_candidates_and_the_map_to_give(
     )
     assert "by hand" not in err and "rename" not in err
 
-    code, _, err = run(capsys, *args, "--map", "t1c=9")
+    code, _, err = run_cli(capsys, *args, "--map", "t1c=9")
 
     assert_one_line_error(code, err, "--map t1c=9: no file or DICOM series match(es) it")
     assert "DICOM series 4: FLAIR [MR]" in err and str(renamed) in err
@@ -215,7 +212,9 @@ def test_an_empty_folder_is_refused_with_what_was_looked_for(brain_model, tmp_pa
     empty.mkdir()
     (empty / "notes.txt").write_text("no images here")
 
-    code, _, err = run(capsys, *segment_args(brain_model.path, [empty], tmp_path / "e.seg.nrrd"))
+    code, _, err = run_cli(
+        capsys, *segment_args(brain_model.path, [empty], tmp_path / "e.seg.nrrd")
+    )
 
     assert_one_line_error(code, err, "No image files (.nii.gz", "or DICOM image series found")
 
@@ -227,12 +226,15 @@ def test_a_ct_model_on_an_mr_volume_warns_and_strict_refuses_it(
     lung_model, brain_case, tmp_path, capsys
 ):
     mr = save_nifti(
-        tmp_path / "chest.nii.gz", brain_case.images["t1c"], brain_case.geometry.ijk_to_ras
+        tmp_path / "chest.nii.gz",
+        brain_case.images["t1c"],
+        brain_case.geometry.ijk_to_ras,
+        dtype=np.int16,
     )
     summary = tmp_path / "w.json"
     args = segment_args(lung_model.path, [mr], tmp_path / "w.seg.nrrd")
 
-    code, out, err = run(capsys, *args, "--summary", summary)
+    code, out, err = run_cli(capsys, *args, "--summary", summary)
 
     assert code == 0
     (line,) = err.strip().splitlines()
@@ -241,7 +243,7 @@ def test_a_ct_model_on_an_mr_volume_warns_and_strict_refuses_it(
     assert "warning" not in out
 
     strict = segment_args(lung_model.path, [mr], tmp_path / "s.seg.nrrd")
-    code, _, err = run(capsys, *strict, "--strict")
+    code, _, err = run_cli(capsys, *strict, "--strict")
 
     assert_one_line_error(code, err, HU_WARNING, "(refused by --strict)")
     assert not (tmp_path / "s.seg.nrrd").exists()
@@ -252,7 +254,7 @@ def test_an_mr_dicom_series_for_a_ct_model_names_its_modality(
 ):
     args = segment_args(lung_model.path, [dicom_folder], tmp_path / "m.seg.nrrd")
 
-    code, out, err = run(capsys, *args, "--map", "ct=FLAIR", "-q")
+    code, out, err = run_cli(capsys, *args, "--map", "ct=FLAIR", "-q")
 
     assert (code, out) == (0, "")
     modality, intensities = err.splitlines()
@@ -266,11 +268,16 @@ def test_segment_batch_strict_fails_only_the_implausible_case(
     root = tmp_path / "cases"
     for name, case, image in (("ct", ct_case, "ct"), ("mr", brain_case, "t1c")):
         (root / name).mkdir(parents=True)
-        save_nifti(root / name / "scan.nii.gz", case.images[image], case.geometry.ijk_to_ras)
+        save_nifti(
+            root / name / "scan.nii.gz",
+            case.images[image],
+            case.geometry.ijk_to_ras,
+            dtype=np.int16,
+        )
     out = tmp_path / "out"
     args = ["segment-batch", "--model", lung_model.path, "--input-dir", root, "--output-dir", out]
 
-    code, _, err = run(capsys, *args, "--strict")
+    code, _, err = run_cli(capsys, *args, "--strict")
 
     assert code == 1
     (line,) = err.strip().splitlines()
@@ -280,7 +287,7 @@ def test_segment_batch_strict_fails_only_the_implausible_case(
     assert (rows["ct"]["status"], rows["ct"]["warnings"]) == ("ok", "")
     assert rows["mr"]["status"] == "failed" and HU_WARNING in rows["mr"]["error"]
 
-    code, _, err = run(capsys, *args)  # without --strict: segmented, with the warning
+    code, _, err = run_cli(capsys, *args)  # without --strict: segmented, with the warning
 
     assert code == 0
     assert err.strip().splitlines()[0].startswith(f"warning: case mr: {HU_WARNING}")

@@ -15,8 +15,7 @@ import SimpleITK as sitk
 import slicerio
 from scipy import ndimage
 
-from Testing.case_files import brats_case, small_brain_model, write_brats_files
-from Testing.test_cli import assert_one_line_error, run, segment_args
+from Testing.command_line import assert_one_line_error, run_cli, segment_args
 from unetseg.cli import main
 from unetseg.untrained import lung_cxr_manifest, untrained_package
 
@@ -28,15 +27,8 @@ MASK_FILES = {
 }
 
 
-@pytest.fixture(scope="module")
-def brain_model(tmp_path_factory):
-    """Untrained brain model whose output on ``brats_files`` holds all four label values."""
-    return small_brain_model(tmp_path_factory.mktemp("models") / "brain", seed=1)
-
-
-@pytest.fixture(scope="module")
-def brats_files(tmp_path_factory) -> dict[str, Path]:
-    return write_brats_files(brats_case(), tmp_path_factory.mktemp("case"))
+#: The shared ``brain_model`` fixture whose output on ``brats_files`` holds all four label values.
+BRAIN_MODEL = {"seed": 1}
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +140,9 @@ def test_existing_mask_is_refused_before_any_work(brain_model, brats_files, tmp_
     (masks / "Edema.nii.gz").write_bytes(b"old")
     output = tmp_path / "case.seg.nrrd"
 
-    code, _, err = run(capsys, *segment_args(brain_model.path, brats_files.values(), output), masks)
+    code, _, err = run_cli(
+        capsys, *segment_args(brain_model.path, brats_files.values(), output), masks
+    )
 
     assert_one_line_error(code, err, "mask of 'Edema'", "already exists", "--overwrite")
     assert sorted(p.name for p in masks.iterdir()) == ["Edema.nii.gz"]
@@ -170,7 +164,7 @@ def test_bad_outputs_are_refused_before_loading(
 ):
     args = [a.format(input=brats_files["t1c"], tmp=tmp_path) for a in outputs]
 
-    code, _, err = run(
+    code, _, err = run_cli(
         capsys, *segment_args(brain_model.path, brats_files.values(), args[0]), *args[1:]
     )
 
@@ -181,7 +175,7 @@ def test_bad_outputs_are_refused_before_loading(
 def test_output_kind_is_checked_before_the_model_is_looked_up(brats_files, tmp_path, capsys):
     output = tmp_path / "case.txt"
 
-    code, _, err = run(capsys, *segment_args("no-such-model", brats_files.values(), output))
+    code, _, err = run_cli(capsys, *segment_args("no-such-model", brats_files.values(), output))
 
     assert_one_line_error(code, err, "--output must end with", "case.txt")
 
@@ -199,7 +193,7 @@ def test_statistics_of_an_input_on_another_grid(brain_model, brats_files, tmp_pa
     inputs = [brats_files["t1c"], brats_files["flair"], t2]
     stats = tmp_path / "stats.csv"
 
-    code, _, err = run(
+    code, _, err = run_cli(
         capsys,
         *segment_args(brain_model.path, inputs, tmp_path / "case.nii.gz"),
         "--statistics",
@@ -232,7 +226,7 @@ def test_2d_model_gives_areas_and_a_one_slice_nifti(tmp_path, capsys):
     Image.fromarray(pixels).save(image)
     output, stats = tmp_path / "out" / "cxr.nii", tmp_path / "out" / "stats.csv"
 
-    code, _, err = run(
+    code, _, err = run_cli(
         capsys, *segment_args(model.path, [image], output), "--statistics", stats, "--device", "cpu"
     )
 
@@ -255,7 +249,7 @@ def test_a_failed_run_writes_none_of_the_outputs(brain_model, brats_files, tmp_p
     out = tmp_path / "out"
     args = segment_args(brain_model.path, [broken, brats_files["flair"]], out / "case.nii.gz")
 
-    code, _, err = run(capsys, *args, f"{out / 'masks'}/", "--statistics", out / "stats.csv")
+    code, _, err = run_cli(capsys, *args, f"{out / 'masks'}/", "--statistics", out / "stats.csv")
 
     assert_one_line_error(code, err, "Cannot read", "broken-t1c.nii.gz")
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["masks"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from unetseg.cli import main
+from Testing.command_line import run_cli
 from unetseg.engine import install
 from unetseg.engine.package import ModelPackage
 from unetseg.engine.registry import MODEL_PATH_ENV, list_models, resolve_model
@@ -35,12 +35,6 @@ def _own_environment(tmp_path, monkeypatch) -> None:
     """No model path from the environment, and a home folder of the test's own."""
     monkeypatch.delenv(MODEL_PATH_ENV, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-
-
-def run(capsys, *args: object) -> tuple[int, str, str]:
-    code = main([str(arg) for arg in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def assert_refused(code: int, err: str, *fragments: str) -> None:
@@ -91,7 +85,7 @@ class MarkerPayload:
 def test_install_folder_then_listed(package, tmp_path, capsys):
     dest = tmp_path / "models"
 
-    code, out, err = run(capsys, "models", "install", package.path, "--to", dest)
+    code, out, err = run_cli(capsys, "models", "install", package.path, "--to", dest)
 
     assert code == 0, err
     installed = dest / MODEL_ID
@@ -103,7 +97,7 @@ def test_install_folder_then_listed(package, tmp_path, capsys):
     assert sorted(p.name for p in dest.iterdir()) == [MODEL_ID]
     assert weights_of(installed) == weights_of(package.path)
     assert resolve_model(MODEL_ID, [dest]).path == installed
-    code, out, _ = run(capsys, "models", "--path", dest)
+    code, out, _ = run_cli(capsys, "models", "--path", dest)
     assert code == 0 and f"{MODEL_ID} 0.0.1" in out and str(installed) in out
 
 
@@ -115,7 +109,7 @@ def test_install_zip(package, tmp_path, capsys, prefix):
     )
     dest = tmp_path / "models"
 
-    code, out, err = run(capsys, "models", "install", archive, "--to", dest)
+    code, out, err = run_cli(capsys, "models", "install", archive, "--to", dest)
 
     assert code == 0, err
     installed = dest / MODEL_ID
@@ -150,7 +144,7 @@ def test_unsafe_zip_refused_and_nothing_written(package, tmp_path, capsys, entry
         zipped.writestr(entry, b"/etc/passwd")
     dest = tmp_path / "out" / "models"
 
-    code, _, err = run(capsys, "models", "install", archive, "--to", dest)
+    code, _, err = run_cli(capsys, "models", "install", archive, "--to", dest)
 
     assert_refused(code, err, message)
     assert not (tmp_path / "out").exists()
@@ -161,7 +155,7 @@ def test_zip_larger_than_the_limit_refused(package, tmp_path, capsys, monkeypatc
     archive = zip_package(package.path, tmp_path / "big.zip")
     monkeypatch.setattr(install, "MAX_EXTRACTED_BYTES", 1000)
 
-    code, _, err = run(capsys, "models", "install", archive, "--to", tmp_path / "models")
+    code, _, err = run_cli(capsys, "models", "install", archive, "--to", tmp_path / "models")
 
     assert_refused(code, err, "more than the 1000 a model package may hold")
     assert not (tmp_path / "models").exists()
@@ -170,7 +164,7 @@ def test_zip_larger_than_the_limit_refused(package, tmp_path, capsys, monkeypatc
 def test_zip_without_a_package_refused(package, tmp_path, capsys):
     archive = zip_package(package.path, tmp_path / "two.zip", "a/", **{"b/readme.txt": b"hi"})
 
-    code, _, err = run(capsys, "models", "install", archive, "--to", tmp_path / "models")
+    code, _, err = run_cli(capsys, "models", "install", archive, "--to", tmp_path / "models")
 
     assert_refused(code, err, "holds no model package", "in its one top-level folder")
 
@@ -183,7 +177,7 @@ def test_weights_not_matching_their_checksum_refused(package, tmp_path, capsys, 
     (folder / "weights.safetensors").write_bytes(bytes(data))
     source = zip_package(folder, tmp_path / "damaged.zip") if as_zip else folder
 
-    code, _, err = run(capsys, "models", "install", source, "--to", tmp_path / "models")
+    code, _, err = run_cli(capsys, "models", "install", source, "--to", tmp_path / "models")
 
     assert_refused(code, err, "is corrupt or was modified after packaging", "SHA-256")
     assert not (tmp_path / "models").exists()
@@ -197,7 +191,7 @@ def test_pickle_weights_refused_without_unpickling(package, tmp_path, capsys):
     checkpoint.write_bytes(pickle.dumps(MarkerPayload(marker)))
 
     for source in (folder, zip_package(folder, tmp_path / "pickled.zip"), checkpoint):
-        code, _, err = run(capsys, "models", "install", source, "--to", tmp_path / "models")
+        code, _, err = run_cli(capsys, "models", "install", source, "--to", tmp_path / "models")
 
         assert_refused(code, err, "is a pickle file", "can run arbitrary code")
     assert not marker.exists()
@@ -210,7 +204,7 @@ def test_links_install_their_file_inside_the_package_only(package, tmp_path, cap
     (folder / "README.md").symlink_to("card.md")
     dest = tmp_path / "models"
 
-    code, _, err = run(capsys, "models", "install", folder, "--to", dest)
+    code, _, err = run_cli(capsys, "models", "install", folder, "--to", dest)
 
     assert code == 0, err
     assert not (dest / MODEL_ID / "README.md").is_symlink()
@@ -218,7 +212,7 @@ def test_links_install_their_file_inside_the_package_only(package, tmp_path, cap
 
     (tmp_path / "secret.txt").write_text("not for the package")
     (folder / "extra.txt").symlink_to(tmp_path / "secret.txt")
-    code, _, err = run(capsys, "models", "install", folder, "--to", dest, "--overwrite")
+    code, _, err = run_cli(capsys, "models", "install", folder, "--to", dest, "--overwrite")
 
     assert_refused(code, err, "only links to files inside the package are installed")
     assert not (dest / MODEL_ID / "extra.txt").exists()
@@ -228,14 +222,14 @@ def test_existing_id_replaced_only_with_overwrite(package, tmp_path, capsys):
     other = untrained_package(tmp_path / "other", lung_cxr_manifest((4, 8)), seed=1)
     dest = tmp_path / "models"
     installed = dest / MODEL_ID
-    assert run(capsys, "models", "install", package.path, "--to", dest)[0] == 0
+    assert run_cli(capsys, "models", "install", package.path, "--to", dest)[0] == 0
 
-    code, _, err = run(capsys, "models", "install", other.path, "--to", dest)
+    code, _, err = run_cli(capsys, "models", "install", other.path, "--to", dest)
 
     assert_refused(code, err, f"already installed in {installed}", "--overwrite")
     assert weights_of(installed) == weights_of(package.path)
 
-    code, out, err = run(capsys, "models", "install", other.path, "--to", dest, "--overwrite")
+    code, out, err = run_cli(capsys, "models", "install", other.path, "--to", dest, "--overwrite")
 
     assert code == 0, err
     assert out.startswith(f"Installed {MODEL_ID} 0.0.1 in {installed}\n")
@@ -247,7 +241,7 @@ def test_folder_that_is_not_a_package_never_replaced(package, tmp_path, capsys):
     (tmp_path / "models" / MODEL_ID).mkdir(parents=True)
     (tmp_path / "models" / MODEL_ID / "notes.txt").write_text("mine")
 
-    code, _, err = run(
+    code, _, err = run_cli(
         capsys, "models", "install", package.path, "--to", tmp_path / "models", "--overwrite"
     )
 
@@ -259,7 +253,7 @@ def test_destination_is_the_first_environment_folder(package, tmp_path, capsys, 
     first, second = tmp_path / "first", tmp_path / "second"
     monkeypatch.setenv(MODEL_PATH_ENV, f"{first}{os.pathsep}{second}")
 
-    code, out, err = run(capsys, "models", "install", package.path)
+    code, out, err = run_cli(capsys, "models", "install", package.path)
 
     assert code == 0, err
     assert out.splitlines() == [
@@ -267,12 +261,12 @@ def test_destination_is_the_first_environment_folder(package, tmp_path, capsys, 
         f"python -m unetseg models now lists it (model id {MODEL_ID})",
     ]
     assert not second.exists()
-    code, out, _ = run(capsys, "models")
+    code, out, _ = run_cli(capsys, "models")
     assert code == 0 and str(first / MODEL_ID) in out
 
 
 def test_destination_defaults_to_the_home_folder(package, tmp_path, capsys):
-    code, out, err = run(capsys, "models", "install", package.path / "model.json")
+    code, out, err = run_cli(capsys, "models", "install", package.path / "model.json")
 
     assert code == 0, err
     installed = tmp_path / "home" / ".unetseg" / "models" / MODEL_ID

@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from unetseg.engine.network import UNet, count_parameters, describe  # noqa: E402
+from unetseg.engine.options import BACKENDS, SegmentOptions  # noqa: E402
 from unetseg.host.batch import segmentFiles  # noqa: E402
 from unetseg.untrained import brain_mri_manifest, untrained_package  # noqa: E402
 
@@ -46,6 +47,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--filters", default="8,16,32,64,128,256")
     parser.add_argument("--fast", action="store_true", help="segment --fast (approximate)")
+    parser.add_argument("--backend", default="auto", choices=BACKENDS)
     args = parser.parse_args()
     filters = tuple(int(f) for f in args.filters.split(","))
     manifest = brain_mri_manifest(filters=filters, patch_size=(128, 128, 128))
@@ -63,8 +65,7 @@ def main() -> None:
                     case["inputs"],
                     out / "result.seg.nrrd",
                     dicomSeg=out / "result.dcm" if case["dicom_seg"] else None,
-                    device="cpu",
-                    fast=args.fast,
+                    options=SegmentOptions(device="cpu", backend=args.backend, fast=args.fast),
                 )
                 runs.append(report["timings_s"])
             stages = {k: statistics.median(run[k] for run in runs) for k in runs[0]}

@@ -246,7 +246,7 @@ def run_child(spec: dict) -> dict:
                 image, roi, predictor, overlap=0.5, mode="gaussian", output="labels",
                 foreground_mask=mask, crop_to_foreground=variant == "fast", device=device,
                 amp="auto" if variant == "fast" else "off", cpu_bf16=bf16,
-                progress=lambda done, total: counts.append(total),
+                progress=lambda done, total: counts.append(total), activation="softmax",
             )  # fmt: skip
             windows = counts[-1] if counts else 0
         if device.type == "cuda":

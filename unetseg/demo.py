@@ -25,6 +25,7 @@ def run_demo(out: str | Path, device: str = "auto") -> list[dict[str, Any]]:
     Raises:
         ModelPackageError: none of the samples' models is installed.
     """
+    from unetseg.engine.options import SegmentOptions
     from unetseg.host.batch import segmentFiles
     from unetseg.host.report import formatSize
 
@@ -43,7 +44,7 @@ def run_demo(out: str | Path, device: str = "auto") -> list[dict[str, Any]]:
             out / f"{sample.id}.seg.nrrd",
             summary=out / f"{sample.id}.json",
             preview=out / f"{sample.id}.png",
-            device=device,
+            options=SegmentOptions(device=device),
             overrides={item.input: item.path for item in sample.files},
             overwrite=True,  # the demo's own files, named after the samples
         )

@@ -1,16 +1,14 @@
 """Geometry against SimpleITK and nibabel (independent readers of the same grids)."""
 
-from pathlib import Path
-
 import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
 from scipy.spatial.transform import Rotation
 
+from Testing.case_files import SHARED_DATA
 from unetseg.engine.geometry import LPS_TO_RAS, Geometry
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 LPS = np.diag([-1.0, -1.0, 1.0])
 
 
@@ -109,7 +107,7 @@ def test_is_close_and_validation() -> None:
 
 @pytest.mark.shared_data
 def test_real_nifti_nibabel_and_sitk_agree() -> None:
-    path = DATA / "ct_totalsegmentator" / "example_mr_sm.nii.gz"
+    path = SHARED_DATA / "ct_totalsegmentator" / "example_mr_sm.nii.gz"
     if not path.exists():
         pytest.skip(f"real data not found: {path}")
     from_nib = Geometry.from_nibabel(nib.load(path))

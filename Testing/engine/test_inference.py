@@ -82,7 +82,9 @@ def test_activation_applied_to_blended_logits(activation):
     x = torch.randn(1, 2, 30, 26, 21)
     ref = monai_reference(x, (16, 16, 16), net, overlap=0.5, mode="gaussian")
     ref = torch.softmax(ref, 1) if activation == "softmax" else torch.sigmoid(ref)
-    ours = sliding_window_inference(x, (16, 16, 16), net, activation=activation)
+    ours = sliding_window_inference(
+        x, (16, 16, 16), net, overlap=0.5, mode="gaussian", activation=activation
+    )
     assert (ours - ref).abs().max() < 1e-5
 
 
@@ -105,7 +107,9 @@ def test_pointwise_predictor_gives_whole_image_result(spatial, roi, overlap, mod
         x, roi, predictor, overlap=overlap, mode=mode, sw_batch_size=batch, activation=None
     )
     torch.testing.assert_close(ours, expected, rtol=1e-6, atol=1e-6)
-    probs = sliding_window_inference(x, roi, predictor, overlap=overlap, mode=mode)
+    probs = sliding_window_inference(
+        x, roi, predictor, overlap=overlap, mode=mode, activation="softmax"
+    )
     torch.testing.assert_close(probs, torch.softmax(expected, 1), rtol=1e-6, atol=1e-6)
 
 
@@ -114,8 +118,10 @@ def test_labels_are_argmax_uint8():
     x = torch.randn(2, 2, 20, 25, 18)
     kwargs = {"overlap": 0.5, "sw_batch_size": 2}
     logits = sliding_window_inference(x, (12, 16, 12), net, activation=None, **kwargs)
-    probs = sliding_window_inference(x, (12, 16, 12), net, **kwargs)
-    labels = sliding_window_inference(x, (12, 16, 12), net, output="labels", **kwargs)
+    probs = sliding_window_inference(x, (12, 16, 12), net, **kwargs, activation="softmax")
+    labels = sliding_window_inference(
+        x, (12, 16, 12), net, output="labels", **kwargs, activation="softmax"
+    )
     assert labels.dtype == torch.uint8
     assert labels.shape == (2, 20, 25, 18)
     assert torch.equal(labels.long(), logits.argmax(1))
@@ -130,7 +136,7 @@ def test_labels_2d_with_small_image():
     net = tiny_net(2, 1, 3)
     x = torch.randn(3, 1, 20, 70)
     logits = sliding_window_inference(x, (32, 32), net, activation=None)
-    labels = sliding_window_inference(x, (32, 32), net, output="labels")
+    labels = sliding_window_inference(x, (32, 32), net, output="labels", activation="softmax")
     assert torch.equal(labels.long(), logits.argmax(1))
 
 
@@ -163,20 +169,24 @@ def test_sigmoid_labels_are_nested_regions(threshold):
 def test_many_classes_give_uint16_labels():
     predictor = Pointwise(1, 300)
     x = torch.randn(1, 1, 6, 7, 5)
-    labels = sliding_window_inference(x, (4, 4, 4), predictor, output="labels")
+    labels = sliding_window_inference(
+        x, (4, 4, 4), predictor, output="labels", activation="softmax"
+    )
     assert labels.dtype == torch.uint16
     assert torch.equal(labels.long(), predictor(x).argmax(1))
     as_int32 = sliding_window_inference(
-        x, (4, 4, 4), predictor, output="labels", label_dtype=torch.int32
+        x, (4, 4, 4), predictor, output="labels", label_dtype=torch.int32, activation="softmax"
     )
     assert torch.equal(as_int32, labels.to(torch.int32))
     with pytest.raises(ValueError, match="cannot hold"):
-        sliding_window_inference(x, (4, 4, 4), predictor, output="labels", label_dtype=torch.uint8)
+        sliding_window_inference(
+            x, (4, 4, 4), predictor, output="labels", label_dtype=torch.uint8, activation="softmax"
+        )
 
 
 def test_result_is_a_normal_tensor():
     x = torch.randn(1, 1, 10, 12, 9)
-    out = sliding_window_inference(x, (8, 8, 8), Pointwise(1, 2))
+    out = sliding_window_inference(x, (8, 8, 8), Pointwise(1, 2), activation="softmax")
     assert not out.is_inference()
     out.add_(1)  # in-place use outside inference mode works
 
@@ -198,6 +208,7 @@ def test_identity_predictor_does_not_modify_image():
         ({"output": "labels", "activation": None}, "needs activation"),
         ({"overlap": 1.0}, "overlap"),
         ({"activation": "relu"}, "activation"),
+        ({"output": "labels"}, "needs activation"),  # no default activation, as MONAI
         ({"padding_mode": "edge"}, "padding_mode"),
         ({"crop_to_foreground": True}, "foreground_mask"),
         ({"amp": "bf16"}, "amp"),
@@ -214,6 +225,6 @@ def test_invalid_arguments(kwargs, match):
 def test_wrong_roi_and_predictor_output():
     x = torch.zeros(1, 1, 8, 8, 8)
     with pytest.raises(ValueError, match="roi_size"):
-        sliding_window_inference(x, (4, 4), Pointwise(1, 2))
+        sliding_window_inference(x, (4, 4), Pointwise(1, 2), activation="softmax")
     with pytest.raises(ValueError, match="predictor returned"):
-        sliding_window_inference(x, (4, 4, 4), lambda t: t[:, :, :2])
+        sliding_window_inference(x, (4, 4, 4), lambda t: t[:, :, :2], activation="softmax")

@@ -55,17 +55,21 @@ def test_foreground_skipping_keeps_masked_voxels_exact():
     x = torch.randn(1, 1, 30, 40, 33)
     mask = blob_mask()
     net = Counting(tiny_net())
-    full = sliding_window_inference(x, ROI, net, overlap=0.5)
+    full = sliding_window_inference(x, ROI, net, overlap=0.5, activation="softmax")
     full_calls = len(net.batches)
     net.batches.clear()
-    fast = sliding_window_inference(x, ROI, net, overlap=0.5, foreground_mask=mask)
+    fast = sliding_window_inference(
+        x, ROI, net, overlap=0.5, foreground_mask=mask, activation="softmax"
+    )
     assert 0 < len(net.batches) < full_calls
     torch.testing.assert_close(fast[0][:, mask], full[0][:, mask], rtol=0, atol=1e-6)
     covered = coverage(plan_tiling(x.shape[2:], ROI, (0.5,) * 3, 1, mask[None]), mask.shape)
     assert covered.sum() < covered.numel()
     assert torch.all(fast[0, 0][~covered] == 1) and torch.all(fast[0, 1:][:, ~covered] == 0)
 
-    labels = sliding_window_inference(x, ROI, net, foreground_mask=mask, output="labels")
+    labels = sliding_window_inference(
+        x, ROI, net, overlap=0.5, foreground_mask=mask, output="labels", activation="softmax"
+    )
     assert torch.all(labels[0][~covered] == 0)
     assert torch.equal(labels[0][mask], full[0].argmax(0)[mask].to(torch.uint8))
 
@@ -78,9 +82,11 @@ def test_distant_foreground_blobs_along_axis0(output):
     x = torch.randn(2, 2, 100, 30)
     mask = torch.zeros(2, 100, 30, dtype=torch.bool)
     mask[0, 2:4, 3:9] = mask[0, 80:83, 20:30] = mask[1, 97:100, 0:2] = True
-    full = sliding_window_inference(x, (12, 12), net.eval(), output=output, sw_batch_size=3)
+    full = sliding_window_inference(
+        x, (12, 12), net.eval(), output=output, sw_batch_size=3, activation="softmax"
+    )
     fast = sliding_window_inference(
-        x, (12, 12), net, output=output, foreground_mask=mask, sw_batch_size=3
+        x, (12, 12), net, output=output, foreground_mask=mask, sw_batch_size=3, activation="softmax"
     )
     channels_first = output == "probabilities"
     for item in range(2):
@@ -112,14 +118,18 @@ def test_per_item_masks_and_empty_mask():
     masks[0] = blob_mask()
     masks[2, 20:25, 30:38, 2:6] = True  # item 1 has no foreground at all
     net = Counting(tiny_net())
-    out = sliding_window_inference(x, ROI, net, foreground_mask=masks, output="labels")
-    alone = sliding_window_inference(x[2:], ROI, net, foreground_mask=masks[2:], output="labels")
+    out = sliding_window_inference(
+        x, ROI, net, foreground_mask=masks, output="labels", activation="softmax"
+    )
+    alone = sliding_window_inference(
+        x[2:], ROI, net, foreground_mask=masks[2:], output="labels", activation="softmax"
+    )
     assert torch.all(out[1] == 0)
     assert torch.equal(out[2], alone[0])
 
     net.batches.clear()
     empty = torch.zeros(30, 40, 33, dtype=torch.bool)
-    probs = sliding_window_inference(x[:1], ROI, net, foreground_mask=empty)
+    probs = sliding_window_inference(x[:1], ROI, net, foreground_mask=empty, activation="softmax")
     assert net.batches == [1]  # one probe call to learn the channel count
     assert probs.shape == (1, 3, 30, 40, 33)
     assert torch.all(probs[:, 0] == 1) and torch.all(probs[:, 1:] == 0)
@@ -171,14 +181,20 @@ def test_mirroring_averages_all_flip_combinations():
     ours = sliding_window_inference(x, ROI, net, activation=None, mirror_axes=[2, 0])
     torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="mirror_axes"):
-        sliding_window_inference(x, ROI, net, mirror_axes=[3])
+        sliding_window_inference(x, ROI, net, mirror_axes=[3], activation="softmax")
 
 
 def test_progress_counts_windows():
     x = torch.randn(2, 1, 30, 40, 33)
     calls = []
     sliding_window_inference(
-        x, ROI, tiny_net(), sw_batch_size=4, progress=lambda d, t: calls.append((d, t))
+        x,
+        ROI,
+        tiny_net(),
+        overlap=0.5,
+        sw_batch_size=4,
+        progress=lambda d, t: calls.append((d, t)),
+        activation="softmax",
     )
     windows = 2 * len(dense_patch_slices((30, 40, 33), ROI, (6, 8, 6)))
     assert calls[-1] == (windows, windows)
@@ -196,7 +212,9 @@ def test_cancel_stops_early_and_raises():
             token.cancel()
 
     with pytest.raises(InferenceCancelled, match="3/"):
-        sliding_window_inference(x, ROI, net, output="labels", progress=progress, cancel=token)
+        sliding_window_inference(
+            x, ROI, net, output="labels", progress=progress, cancel=token, activation="softmax"
+        )
     assert token.cancelled
     assert len(net.batches) == 3
     assert issubclass(InferenceCancelled, RuntimeError)
@@ -220,7 +238,7 @@ def test_cpu_bf16_without_support_falls_back_to_float32(monkeypatch, caplog):
     probe = AutocastProbe().eval()
     x = torch.randn(1, 1, 12, 16, 12)
     with caplog.at_level(logging.WARNING):
-        out = sliding_window_inference(x, ROI, probe, cpu_bf16=True)
+        out = sliding_window_inference(x, ROI, probe, cpu_bf16=True, activation="softmax")
     assert probe.seen == [(False, torch.float32)]
     assert out.dtype == torch.float32
     assert "no native bf16" in caplog.text
@@ -237,15 +255,17 @@ def test_cpu_bf16_autocast_path_with_faked_support(monkeypatch):
     reference = sliding_window_inference(x, ROI, probe, activation=None)
     assert probe.seen[-1] == (False, torch.float32)
     torch.testing.assert_close(out, reference, rtol=0.05, atol=0.05)
-    sliding_window_inference(x, ROI, probe, cpu_bf16=True, amp="off")
+    sliding_window_inference(x, ROI, probe, cpu_bf16=True, amp="off", activation="softmax")
     assert probe.seen[-1] == (False, torch.float32)
 
 
 def test_explicit_cpu_devices():
     x = torch.randn(1, 1, 20, 25, 18)
     net = tiny_net()
-    ref = sliding_window_inference(x, ROI, net)
-    out = sliding_window_inference(x, ROI, net, device="cpu", aggregation_device="cpu")
+    ref = sliding_window_inference(x, ROI, net, activation="softmax")
+    out = sliding_window_inference(
+        x, ROI, net, device="cpu", aggregation_device="cpu", activation="softmax"
+    )
     assert out.device.type == "cpu"
     assert torch.equal(out, ref)
 
@@ -267,5 +287,5 @@ def test_cuda_matches_cpu(aggregation):
     )
     assert out.device.type == ("cpu" if aggregation else "cuda")
     torch.testing.assert_close(out.cpu(), ref, rtol=1e-4, atol=1e-4)
-    half = sliding_window_inference(x.cuda(), ROI, net, output="labels")
+    half = sliding_window_inference(x.cuda(), ROI, net, output="labels", activation="softmax")
     assert (half.cpu() == ref.argmax(1)).float().mean() > 0.99

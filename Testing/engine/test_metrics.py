@@ -1,7 +1,6 @@
 """Metrics checked against MONAI, brute-force distances and analytic boxes and spheres."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from monai.metrics import (
 from scipy import ndimage
 from scipy.spatial.distance import cdist
 
+from Testing.case_files import SHARED_DATA
 from unetseg.engine.metrics import (
     DISTANCE_METRICS,
     OVERLAP_METRICS,
@@ -24,8 +24,6 @@ from unetseg.engine.metrics import (
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*always_return_as_numpy:FutureWarning")
-
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def _blobs(shape, seed, threshold=0.6):
@@ -238,7 +236,7 @@ def test_compute_metrics_nested_regions():
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_real_brats_labels_match_monai():
-    case = DATA / "brats2015" / "brats_2013_pat0003_1" / "OTMultiClass.nii.gz"
+    case = SHARED_DATA / "brats2015" / "brats_2013_pat0003_1" / "OTMultiClass.nii.gz"
     if not case.exists():
         pytest.skip(f"real data not found at {case}")
     nib = pytest.importorskip("nibabel")

@@ -16,6 +16,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from Testing.case_files import METASTASIS_TERMINOLOGY
 from unetseg.engine import package as package_module
 from unetseg.engine.manifest import (
     LabelSpec,
@@ -75,19 +76,7 @@ def example_manifest() -> dict[str, Any]:
                 "value": 1,
                 "name": "Metastasis",
                 "color": [230, 80, 60],
-                "terminology": {
-                    "category": {
-                        "scheme": "SCT",
-                        "value": "49755003",
-                        "meaning": "Morphologically Altered Structure",
-                    },
-                    "type": {
-                        "scheme": "SCT",
-                        "value": "14799000",
-                        "meaning": "Neoplasm, Secondary",
-                    },
-                    "anatomic_region": {"scheme": "SCT", "value": "12738006", "meaning": "Brain"},
-                },
+                "terminology": copy.deepcopy(METASTASIS_TERMINOLOGY),
             },
             {"value": 2, "name": "Edema", "color": [0, 151, 206]},
         ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from Testing.runners import TORCH_CPU
 from unetseg.engine.geometry import Geometry
 from unetseg.engine.manifest import manifest_problems
 from unetseg.engine.postprocessing import apply_postprocessing, keep_largest_components
@@ -76,13 +77,13 @@ def test_the_segmenter_applies_the_manifest_postprocessing(tmp_path, min_volume)
     manifest["patch_size"] = [32, 32, 32]
     image = np.random.default_rng(0).normal(-500.0, 400.0, (32, 32, 32)).astype(np.float32)
     geometry = Geometry(np.diag([2.0, 2.0, 2.0, 1.0]), (32, 32, 32))
-    plain = Segmenter(untrained_package(tmp_path / "plain", manifest), "cpu")
+    plain = Segmenter(untrained_package(tmp_path / "plain", manifest), TORCH_CPU)
     raw = plain.segment([image], [geometry]).labels
     section: dict[str, object] = {"largest_component": [1, 2]}
     if min_volume is not None:
         section["min_volume_mm3"] = min_volume
     manifest["postprocessing"] = section
-    cleaned = Segmenter(untrained_package(tmp_path / "clean", manifest), "cpu")
+    cleaned = Segmenter(untrained_package(tmp_path / "clean", manifest), TORCH_CPU)
     labels = cleaned.segment([image], [geometry]).labels
     expected = keep_largest_components(raw.copy(), 8.0, [1, 2], min_volume or 0.0)
     assert np.array_equal(labels, expected)
@@ -97,11 +98,11 @@ def test_inside_body_clears_labels_in_the_air_around_the_body(tmp_path) -> None:
     rng = np.random.default_rng(1)
     image = np.where(body, rng.normal(-200.0, 80.0, body.shape), -1000.0).astype(np.float32)
     geometry = Geometry(np.diag([2.0, 2.0, 2.0, 1.0]), (32, 32, 32))
-    raw = Segmenter(untrained_package(tmp_path / "plain", manifest), "cpu")
+    raw = Segmenter(untrained_package(tmp_path / "plain", manifest), TORCH_CPU)
     labels = raw.segment([image], [geometry]).labels
     assert labels[~body].any()  # the untrained network labels some outside air
     manifest["postprocessing"] = {"inside_body": True}
-    inside = Segmenter(untrained_package(tmp_path / "inside", manifest), "cpu")
+    inside = Segmenter(untrained_package(tmp_path / "inside", manifest), TORCH_CPU)
     cleaned = inside.segment([image], [geometry]).labels
     assert not cleaned[~body].any()
     assert np.all((cleaned == labels) | (cleaned == 0))  # only clears

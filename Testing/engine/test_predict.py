@@ -14,8 +14,11 @@ import torch
 from monai.inferers import sliding_window_inference as monai_sliding_window
 from torch import nn
 
+from Testing.case_files import dice, ellipsoid
+from Testing.runners import TORCH_CPU, torch_runner
 from unetseg.engine.geometry import Geometry
 from unetseg.engine.inference import CancelToken, InferenceCancelled
+from unetseg.engine.options import SegmentOptions
 from unetseg.engine.predict import Segmenter
 from unetseg.untrained import brain_mri_manifest, lung_cxr_manifest, untrained_package
 
@@ -41,15 +44,6 @@ class Threshold(nn.Module):
         return logits
 
 
-def ellipsoid(geometry: Geometry, center_ras, radii_mm) -> np.ndarray:
-    """Bool (K, J, I): voxel centres of ``geometry`` inside an axis-aligned RAS ellipsoid."""
-    k, j, i = np.indices(geometry.shape)
-    ijk1 = np.stack([i, j, k, np.ones_like(i)]).reshape(4, -1).astype(float)
-    ras = (geometry.ijk_to_ras @ ijk1)[:3].T
-    inside = (((ras - np.asarray(center_ras)) / np.asarray(radii_mm)) ** 2).sum(axis=1) <= 1.0
-    return inside.reshape(geometry.shape)
-
-
 def oblique_geometry(shape_kji, spacing_ijk) -> Geometry:
     """IJK axes rotated 25 deg about S and 15 deg about R; IJK axes permuted towards L, P, S."""
     a, b = np.radians(25.0), np.radians(15.0)
@@ -59,10 +53,6 @@ def oblique_geometry(shape_kji, spacing_ijk) -> Geometry:
     extent = np.asarray(spacing_ijk) * np.asarray(shape_kji)[::-1]
     origin = -axes @ (extent / 2.0)
     return Geometry.from_spacing_origin_direction(spacing_ijk, origin, axes, shape_kji)
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +68,8 @@ def test_labels_lie_on_the_oblique_anisotropic_reference_grid(tmp_path):
     manifest["spacing_mm"] = [2.0, 2.0, 2.0]
     # Unnormalised T1c, so that the threshold sits halfway between the two intensities.
     manifest["inputs"][0]["normalization"] = {"method": "none"}
-    segmenter = Segmenter(untrained_package(tmp_path / "brain", manifest), "cpu")
-    segmenter.network = Threshold(4, level=170.0, gain=1.0)
+    segmenter = Segmenter(untrained_package(tmp_path / "brain", manifest), TORCH_CPU)
+    segmenter.runner = torch_runner(Threshold(4, level=170.0, gain=1.0))
     geometry = oblique_geometry((10, 26, 22), (1.7, 1.3, 4.5))
     inside = ellipsoid(geometry, center_ras=(6.0, -4.0, 3.0), radii_mm=(11.0, 7.0, 9.0))
     t1c = np.where(inside, 300.0, 40.0).astype(np.float32)
@@ -101,13 +91,14 @@ def test_labels_lie_on_the_oblique_anisotropic_reference_grid(tmp_path):
     assert result.device.startswith("CPU")
 
 
-def test_missing_optional_inputs_are_flagged_and_fed_as_zero_channels(brain_package):
+def test_missing_inputs_are_flagged_and_fed_as_zero_channels(brain_package):
     geometry = oblique_geometry((8, 20, 20), (2.0, 2.0, 3.0))
     rng = np.random.default_rng(0)
     t1c = rng.uniform(10, 20, geometry.shape).astype(np.float32)
     flair = rng.uniform(10, 20, geometry.shape).astype(np.float32)
-    segmenter = Segmenter(brain_package, "cpu")
-    network = segmenter.network = Threshold(4)
+    segmenter = Segmenter(brain_package, TORCH_CPU)
+    network = Threshold(4)
+    segmenter.runner = torch_runner(network)
 
     result = segmenter.segment([t1c, flair, None, None], [geometry, geometry, None, None])
 
@@ -127,13 +118,13 @@ def test_2d_image_is_segmented_on_its_own_pixel_grid(tmp_path):
     bright = np.zeros(shape, bool)
     bright[0, 15:50, 40:62] = True  # off-centre rectangle
     image[bright] = 220.0
-    segmenter = Segmenter(package, "cpu")
+    segmenter = Segmenter(package, TORCH_CPU)
 
     untrained = segmenter.segment([image], [geometry])
     assert untrained.labels.shape == shape
     assert untrained.geometry.is_close(geometry, 1e-9)
 
-    segmenter.network = Threshold(2, level=0.5)
+    segmenter.runner = torch_runner(Threshold(2, level=0.5))
     result = segmenter.segment([image[0]], [geometry])  # (J, I) is accepted too
     assert result.labels.shape == shape[1:]
     assert dice(result.labels == 1, bright[0]) > 0.9
@@ -142,7 +133,7 @@ def test_2d_image_is_segmented_on_its_own_pixel_grid(tmp_path):
 def test_cancel_raises_after_reported_progress(brain_package):
     geometry = Geometry(np.diag([2.0, 2.0, 2.0, 1.0]), (40, 40, 40))  # 2 x 2 x 2 windows
     image = np.random.default_rng(1).uniform(1, 2, geometry.shape).astype(np.float32)
-    segmenter = Segmenter(brain_package, "cpu")
+    segmenter = Segmenter(brain_package, TORCH_CPU)
     token = CancelToken()
     reports = []
 
@@ -160,15 +151,12 @@ def test_cancel_raises_after_reported_progress(brain_package):
     assert reports == [(1, 8)]
 
 
-def test_invalid_overlap_is_refused(brain_package):
-    with pytest.raises(ValueError, match="overlap"):
-        Segmenter(brain_package, "cpu", overlap=1.0)
-    geometry = Geometry(np.eye(4), (8, 8, 8))
-    image = np.ones(geometry.shape, np.float32)
-    with pytest.raises(ValueError, match="overlap"):
-        Segmenter(brain_package, "cpu").segment(
-            [image, image, None, None], [geometry] * 2 + [None] * 2, overlap=-0.1
-        )
+def test_invalid_options_are_refused_before_loading():
+    for bad in ({"overlap": 1.0}, {"overlap": -0.1}, {"backend": "onnx"}, {"precision": "f8"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            SegmentOptions(**bad)
+    with pytest.raises(ValueError, match="CPU only"):
+        SegmentOptions(device="cuda", backend="openvino")
 
 
 def _zscore_nonzero(x: np.ndarray) -> np.ndarray:
@@ -184,14 +172,14 @@ def test_equals_monai_sliding_window_on_identity_geometry_at_model_spacing(tmp_p
     shape = (8, 30, 20)  # (K, J, I): 1 x 2 x 2 windows at overlap 0.5
     rng = np.random.default_rng(2)
     arrays = [rng.uniform(1.0, 100.0, shape).astype(np.float32) for _ in range(4)]
-    segmenter = Segmenter(package, "cpu")
+    segmenter = Segmenter(package, TORCH_CPU)
 
     result = segmenter.segment(arrays, [Geometry(np.eye(4), shape)] * 4)
 
     image = torch.from_numpy(np.stack([_zscore_nonzero(x) for x in arrays]))[None]
     with torch.no_grad():
         logits = monai_sliding_window(
-            image, (8, 24, 16), 1, segmenter.network, overlap=0.5, mode="gaussian"
+            image, (8, 24, 16), 1, segmenter.runner.network, overlap=0.5, mode="gaussian"
         )
     expected = logits.argmax(dim=1)[0].numpy()
     assert result.labels.shape == shape
@@ -223,10 +211,10 @@ def _partial_foreground_case() -> tuple[list, list, tuple[slice, ...]]:
     return [*arrays, None, None], [geometry, geometry, None, None], box
 
 
-def _segment_counting_windows(segmenter: Segmenter, arrays, geometries, **options):
+def _segment_counting_windows(segmenter: Segmenter, arrays, geometries):
     totals = []
     result = segmenter.segment(
-        arrays, geometries, progress=lambda done, total: totals.append(total), **options
+        arrays, geometries, progress=lambda done, total: totals.append(total)
     )
     assert len(set(totals)) == 1
     return result, totals[0]
@@ -234,8 +222,8 @@ def _segment_counting_windows(segmenter: Segmenter, arrays, geometries, **option
 
 def test_default_skipping_labels_the_foreground_as_a_full_run(small_brain_package):
     arrays, geometries, box = _partial_foreground_case()
-    segmenter = Segmenter(small_brain_package, "cpu")  # instance norm: context matters
-    full_segmenter = Segmenter(small_brain_package, "cpu", skip_background=False)
+    segmenter = Segmenter(small_brain_package, TORCH_CPU)  # instance norm: context matters
+    full_segmenter = Segmenter(small_brain_package, TORCH_CPU.with_changes(skip_background=False))
 
     skipped, skipped_windows = _segment_counting_windows(segmenter, arrays, geometries)
     full, full_windows = _segment_counting_windows(full_segmenter, arrays, geometries)
@@ -249,10 +237,11 @@ def test_default_skipping_labels_the_foreground_as_a_full_run(small_brain_packag
 
 def test_fast_runs_fewer_windows_on_the_same_grid(small_brain_package):
     arrays, geometries, _ = _partial_foreground_case()
-    segmenter = Segmenter(small_brain_package, "cpu")
+    segmenter = Segmenter(small_brain_package, TORCH_CPU)
+    fast_segmenter = Segmenter(small_brain_package, TORCH_CPU.with_changes(fast=True))
 
     exact, exact_windows = _segment_counting_windows(segmenter, arrays, geometries)
-    fast, fast_windows = _segment_counting_windows(segmenter, arrays, geometries, fast=True)
+    fast, fast_windows = _segment_counting_windows(fast_segmenter, arrays, geometries)
 
     assert fast_windows < exact_windows
     assert fast_windows == 1  # the full tiling's window [0, 16) covers 5:15 on J and I
@@ -260,10 +249,7 @@ def test_fast_runs_fewer_windows_on_the_same_grid(small_brain_package):
     assert fast.labels.dtype == exact.labels.dtype
     assert fast.geometry.is_close(geometries[0], 1e-9)
     assert not fast.labels[:, :, 16:].any()  # beyond that window: background
-    # The option is per call: the same segmenter is exact again afterwards.
-    again, again_windows = _segment_counting_windows(segmenter, arrays, geometries)
-    assert again_windows == exact_windows
-    np.testing.assert_array_equal(again.labels, exact.labels)
+    assert fast_segmenter.runner.precision == "float32"  # the model does not allow reduced
 
 
 def test_coarse_model_grid_boundaries_follow_the_input_resolution(tmp_path):
@@ -272,8 +258,8 @@ def test_coarse_model_grid_boundaries_follow_the_input_resolution(tmp_path):
     nearest-neighbour restore of model-grid labels would step by four pixels."""
     manifest = lung_cxr_manifest((4, 8))
     manifest["inputs"][0]["normalization"] = {"method": "none"}
-    segmenter = Segmenter(untrained_package(tmp_path / "cxr", manifest), "cpu")
-    segmenter.network = Threshold(2, level=100.8, gain=1.0)
+    segmenter = Segmenter(untrained_package(tmp_path / "cxr", manifest), TORCH_CPU)
+    segmenter.runner = torch_runner(Threshold(2, level=100.8, gain=1.0))
     shape = (1, 64, 400)
     geometry = Geometry(np.diag([-0.25, -0.25, 1.0, 1.0]), shape)
     ramp = np.broadcast_to(np.arange(400, dtype=np.float32) * 0.5, shape).copy()  # 2 per mm
@@ -287,7 +273,7 @@ def test_labels_are_resampled_directly_when_the_model_grid_is_not_coarser(tmp_pa
     from unetseg.engine.preprocessing.pipeline import prepare_inputs
 
     package = untrained_package(tmp_path / "cxr", lung_cxr_manifest((4, 8)))
-    segmenter = Segmenter(package, "cpu")
+    segmenter = Segmenter(package, TORCH_CPU)
     for pixel_mm, coarser in ((0.25, True), (1.0, False), (1.1, False)):
         geometry = Geometry(np.diag([-pixel_mm, -pixel_mm, 1.0, 1.0]), (1, 40, 40))
         case = prepare_inputs([np.ones((1, 40, 40), np.float32)], [geometry], package.manifest)

@@ -1,19 +1,16 @@
 """Bounding boxes, crop/uncrop and body masks (synthetic phantoms and a real CT)."""
 
-from pathlib import Path
-
 import nibabel as nib
 import numpy as np
 import pytest
 
+from Testing.case_files import SHARED_DATA
 from unetseg.engine.preprocessing.cropping import (
     CropBox,
     body_mask,
     crop_to_foreground,
     foreground_bbox,
 )
-
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def test_bbox_matches_nonzero_extent() -> None:
@@ -107,8 +104,8 @@ def test_2d_body_mask() -> None:
 
 @pytest.mark.shared_data
 def test_real_ct_body_mask_contains_lungs() -> None:
-    ct_path = DATA / "ct_totalsegmentator" / "example_ct_sm.nii.gz"
-    seg_path = DATA / "ct_totalsegmentator" / "example_seg.nii.gz"
+    ct_path = SHARED_DATA / "ct_totalsegmentator" / "example_ct_sm.nii.gz"
+    seg_path = SHARED_DATA / "ct_totalsegmentator" / "example_seg.nii.gz"
     if not ct_path.exists() or not seg_path.exists():
         pytest.skip(f"real data not found: {ct_path.parent}")
     image = np.asarray(nib.load(ct_path).dataobj).transpose(2, 1, 0)  # RAS: K is axial

@@ -1,16 +1,13 @@
 """Reorientation against nibabel's as_closest_canonical (the reference definition)."""
 
-from pathlib import Path
-
 import nibabel as nib
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from Testing.case_files import SHARED_DATA
 from unetseg.engine.geometry import Geometry
 from unetseg.engine.preprocessing.orientation import canonical_layout, reorient_to_canonical
-
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def random_affine(rng: np.random.Generator) -> np.ndarray:
@@ -87,7 +84,7 @@ def test_undo_rejects_wrong_shape() -> None:
 
 @pytest.mark.shared_data
 def test_real_lps_nifti() -> None:
-    path = DATA / "ct_totalsegmentator" / "example_mr_sm.nii.gz"
+    path = SHARED_DATA / "ct_totalsegmentator" / "example_mr_sm.nii.gz"
     if not path.exists():
         pytest.skip(f"real data not found: {path}")
     image = nib.load(path)

@@ -5,8 +5,6 @@ of the RAS position, so every geometric step (LPS input, oblique directions, reo
 resampling, restoring) is checked against an independent ground truth.
 """
 
-from pathlib import Path
-
 import nibabel as nib
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
+from Testing.case_files import SHARED_DATA, dice, sitk_resample
 from unetseg.engine.geometry import Geometry
 from unetseg.engine.preprocessing.pipeline import prepare_inputs
 from unetseg.engine.preprocessing.resampling import resample_to_geometry
@@ -79,26 +78,6 @@ def interior(geometry: Geometry, inside_of: Geometry, margin_voxels: float = 1.5
     return np.all((ijk >= margin_voxels) & (ijk <= upper), axis=0)
 
 
-def sitk_nearest(labels: np.ndarray, source: Geometry, target: Geometry) -> np.ndarray:
-    def image(array: np.ndarray, geometry: Geometry) -> sitk.Image:
-        result = sitk.GetImageFromArray(array)
-        params = geometry.to_sitk_params()
-        result.SetSpacing(params["spacing"])
-        result.SetOrigin(params["origin"])
-        result.SetDirection(params["direction"])
-        return result
-
-    reference = image(np.zeros(target.shape, dtype=np.uint8), target)
-    resampled = sitk.Resample(
-        image(labels, source), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0
-    )
-    return sitk.GetArrayFromImage(resampled)
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2 * np.sum(a & b) / (a.sum() + b.sum())
-
-
 def test_oblique_lps_case_prepare_and_restore() -> None:
     geometry = oblique_lps_geometry()
     t1c, flair = intensity(geometry), intensity(geometry, phase=1.0)
@@ -130,7 +109,9 @@ def test_oblique_lps_case_prepare_and_restore() -> None:
     assert dice(restored > 0, expected > 0) > 0.96
     assert dice(restored == 2, expected == 2) > 0.9
     # Same as SimpleITK's nearest-neighbour resampling of the model-grid labels.
-    np.testing.assert_array_equal(restored, sitk_nearest(blob_labels(model), model, geometry))
+    np.testing.assert_array_equal(
+        restored, sitk_resample(blob_labels(model), model, geometry, order=0)
+    )
 
     probabilities = np.stack([blob_labels(model) == v for v in (0, 1, 2)]).astype(np.float32)
     restored_probabilities = case.restore_probabilities(probabilities)
@@ -288,7 +269,7 @@ def test_2d_image_size_resamples_any_image_to_the_model_size_and_back(shape) -> 
 
 @pytest.mark.shared_data
 def test_real_dicom_ct_with_nifti_labels_stored_in_another_layout() -> None:
-    folder = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ct_totalsegmentator"
+    folder = SHARED_DATA / "ct_totalsegmentator"
     if not (folder / "example_ct_dicom").is_dir():
         pytest.skip(f"real data not found: {folder}")
     reader = sitk.ImageSeriesReader()

@@ -2,29 +2,13 @@
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 import torch
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
+from Testing.case_files import sitk_resample
 from unetseg.engine.geometry import Geometry
 from unetseg.engine.preprocessing.resampling import resample_to_geometry, resample_to_spacing
-
-
-def to_sitk(array: np.ndarray, geometry: Geometry) -> sitk.Image:
-    image = sitk.GetImageFromArray(array)
-    params = geometry.to_sitk_params()
-    image.SetSpacing(params["spacing"])
-    image.SetOrigin(params["origin"])
-    image.SetDirection(params["direction"])
-    return image
-
-
-def sitk_resample(array: np.ndarray, source: Geometry, target: Geometry, order: int) -> np.ndarray:
-    interpolator = sitk.sitkLinear if order == 1 else sitk.sitkNearestNeighbor
-    reference = to_sitk(np.zeros(target.shape, dtype=np.uint8), target)
-    output = sitk.Resample(to_sitk(array, source), reference, sitk.Transform(), interpolator, 0.0)
-    return sitk.GetArrayFromImage(output)
 
 
 def smooth_volume(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""Fixtures of the fault and bad-input suite: a tiny untrained brain model and a synthetic
-case (helpers in support.py, the subprocess runner in child.py)."""
+"""Fixtures of the fault and bad-input suite: a synthetic case and its files, a second model
+(the brain model is the shared one of Testing/conftest.py; helpers in support.py, the
+subprocess runner in child.py)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,8 @@ from pathlib import Path
 import pytest
 
 from Testing.case_files import brats_case, small_brain_model, write_brats_files
-from Testing.faults.support import segment_args
+from Testing.command_line import segment_args
 from unetseg.cli import main
-
-
-@pytest.fixture(scope="session")
-def brain_model(tmp_path_factory):
-    """4-input brain model (filters 4-8-16, patch 32^3, 2 mm): fast, untrained."""
-    return small_brain_model(tmp_path_factory.mktemp("models") / "brain")
 
 
 @pytest.fixture(scope="session")

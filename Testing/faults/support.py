@@ -18,45 +18,12 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
 import pytest
-
-from unetseg.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).with_name("child.py")
 #: Seconds a child may take to start and reach a hook (the CPU is shared).
 START_TIMEOUT_S = 240
-
-
-def save_nifti(path: Path, array: np.ndarray, ijk_to_ras: np.ndarray) -> Path:
-    """Write a (K, J, I) array as NIfTI (nibabel's (I, J, K) order)."""
-    nib.save(nib.Nifti1Image(np.asarray(array).transpose(2, 1, 0), ijk_to_ras), path)
-    return path
-
-
-def segment_args(model, inputs: Iterable, output, *extra) -> list[str]:
-    inputs = [str(p) for p in inputs]
-    return ["segment", "--model", str(model), "--input", *inputs, "--output", str(output), *extra]
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    """``python -m unetseg ARGS`` in this process: (exit code, stdout, stderr)."""
-    code = main([str(arg) for arg in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code: int, err: str, *phrases: str, prefix: str = "unetseg") -> str:
-    """Exit code 2 and exactly one stderr line holding every phrase; returns the line."""
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith(prefix) and ": error: " in lines[0], lines[0]
-    for phrase in phrases:
-        assert phrase in lines[0], lines[0]
-    return lines[0]
 
 
 def digest(path: Path) -> str:

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from Testing.faults.support import assert_one_line_error
+from Testing.command_line import assert_one_line_error
 from Training.cli import main as training_main
 from Training.loop.checkpoint import (
     CheckpointError,

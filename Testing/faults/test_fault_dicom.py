@@ -9,14 +9,10 @@ import numpy as np
 import pydicom
 import pytest
 
+from Testing.case_files import save_nifti
+from Testing.command_line import assert_one_line_error, run_cli, segment_args
 from Testing.dicom_factory import rotationMatrix, writeDicomSeries
-from Testing.faults.support import (
-    assert_one_line_error,
-    digests,
-    run_cli,
-    save_nifti,
-    segment_args,
-)
+from Testing.faults.support import digests
 
 SPACING = (2.0, 2.0, 3.0)
 

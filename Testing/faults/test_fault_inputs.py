@@ -11,13 +11,9 @@ import pytest
 import SimpleITK as sitk
 from PIL import Image
 
-from Testing.faults.support import (
-    assert_one_line_error,
-    digests,
-    run_cli,
-    save_nifti,
-    segment_args,
-)
+from Testing.case_files import save_nifti
+from Testing.command_line import assert_one_line_error, run_cli, segment_args
+from Testing.faults.support import digests
 from unetseg.untrained import lung_cxr_manifest, untrained_package
 
 

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from Testing.faults.support import assert_one_line_error, run_cli, segment_args
+from Testing.command_line import assert_one_line_error, run_cli, segment_args
 from unetseg.engine.manifest import ModelPackageError
 from unetseg.engine.package import load_model_package
 from unetseg.engine.registry import resolve_model

@@ -7,12 +7,10 @@ import os
 
 import pytest
 
+from Testing.command_line import assert_one_line_error, run_cli, segment_args
 from Testing.faults.support import (
-    assert_one_line_error,
     digests,
     hidden_files,
-    run_cli,
-    segment_args,
     start_child,
     visible_files,
     wait_for_marker,

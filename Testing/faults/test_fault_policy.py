@@ -13,13 +13,11 @@ import pytest
 
 import Training.commands.export as export_command
 import unetseg.host.batch as batch
+from Testing.command_line import assert_one_line_error, run_cli, segment_args
 from Testing.faults.support import (
-    assert_one_line_error,
     digests,
     hidden_files,
     ignore_sigint,
-    run_cli,
-    segment_args,
     start_child,
     visible_files,
     wait_for_marker,
@@ -96,7 +94,7 @@ def test_memory_error_is_one_line(brain_model, case_files, tmp_path, capsys, mon
     def exhausted(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(batch.SegmentationLogic, "process", exhausted)
+    monkeypatch.setattr(batch.SegmentationLogic, "run", exhausted)
     args = segment_args(brain_model.path, case_files.values(), tmp_path / "r.seg.nrrd")
     code, _, err = run_cli(capsys, *args)
     assert_one_line_error(code, err, "out of memory (nothing was written)")

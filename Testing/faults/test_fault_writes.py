@@ -11,15 +11,13 @@ import sys
 import pytest
 import slicerio
 
+from Testing.command_line import assert_one_line_error, run_cli, segment_args
 from Testing.faults.support import (
-    assert_one_line_error,
     digests,
     file_size_limit,
     hidden_files,
     kill_at,
     run_child,
-    run_cli,
-    segment_args,
     start_child,
     visible_files,
 )

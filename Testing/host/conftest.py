@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pytest
 
+from Testing.case_files import save_nifti
 from unetseg.host.scene_io import loadVolume, newScene
-
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def obliqueIjkToRas(spacing=(0.8, 1.1, 2.5), origin=(-20.0, 14.5, 31.25)) -> np.ndarray:
@@ -46,14 +43,6 @@ def make_volume(scene, tmp_path) -> Callable:
 
     def make(array: np.ndarray, ijk_to_ras: np.ndarray = OBLIQUE_IJK_TO_RAS, name: str = "ref"):
         path = tmp_path / f"{name}.nii.gz"
-        nib.save(nib.Nifti1Image(np.asarray(array).transpose(2, 1, 0), ijk_to_ras), path)
-        return loadVolume(scene, path, name=name)
+        return loadVolume(scene, save_nifti(path, array, ijk_to_ras), name=name)
 
     return make
-
-
-@pytest.fixture
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data folder {SHARED_DATA} not available")
-    return SHARED_DATA

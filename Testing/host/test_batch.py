@@ -14,10 +14,10 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-import slicerio
 
-from Testing.case_files import small_brain_model
+from Testing.case_files import read_seg_nrrd
 from Testing.dicom_factory import writeDicomSeries
+from Testing.runners import TORCH_CPU
 from Training.synth import brain_mri_case
 from unetseg.cli import main
 from unetseg.host.batch import segmentFiles
@@ -38,10 +38,8 @@ STAGES = {"discover", "load", "read", "model", "prepare", "inference", "restore"
 STAGES |= {"write", "save", "total"}  # + "dicom_seg" when one is written
 
 
-@pytest.fixture(scope="module")
-def brain_model(tmp_path_factory):
-    """4-input brain model at 2 mm, patch 32^3 (seed chosen so that it predicts 3 labels)."""
-    return small_brain_model(tmp_path_factory.mktemp("model"), seed=1)
+#: The shared ``brain_model`` fixture with the seed chosen so that it predicts 3 labels.
+BRAIN_MODEL = {"seed": 1}
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +86,6 @@ def dicom_study(case, tmp_path_factory) -> tuple[Path, dict]:
             folder, array, seriesDescription=description, seriesNumber=number, seed=number, **common
         )
     return folder, files
-
-
-def read_seg_nrrd(path) -> tuple[dict, np.ndarray]:
-    """slicerio's reading: the dict and the (K, J, I) label map (single layer)."""
-    seg = slicerio.read_segmentation(str(path))
-    assert {segment["layer"] for segment in seg["segments"]} == {0}
-    return seg, seg["voxels"].transpose(2, 1, 0)
 
 
 def series_ijk_to_lps(files: list[Path]) -> tuple[np.ndarray, tuple[int, int, int]]:
@@ -174,7 +165,7 @@ def test_nifti_brats_case_through_the_command_line(brain_model, nifti_files, tmp
         name: path for name, path in nifti_files.items() if name
     }
     assert report["unused_inputs"] == [str(nifti_files[None])]
-    assert report["missing_optional_inputs"] == []
+    assert report["missing_inputs"] == []
     assert report["fast"] is False
     assert set(report["timings_s"]) == STAGES
     assert report["outputs"] == {"seg_nrrd": str(output)}
@@ -230,7 +221,7 @@ def test_override_beats_automatic_matching(brain_model, dicom_study, nifti_files
         [folder],
         tmp_path / "o.seg.nrrd",
         overrides={"t1c": nifti_files["t1c"], "flair": "ax t2 flair", "t2": nifti_files["t2"]},
-        device="cpu",
+        options=TORCH_CPU,
     )
 
     assert report["inputs"]["t1c"] == {"path": str(nifti_files["t1c"]), "matched": "map"}
@@ -252,7 +243,11 @@ def test_real_tcia_study_gives_seg_and_dicom_seg_on_the_t1post_grid(shared_data,
     model = untrained_package(tmp_path / "model", manifest)
 
     report = segmentFiles(
-        model, [study], tmp_path / "pgbm.seg.nrrd", dicomSeg=tmp_path / "pgbm.dcm", device="cpu"
+        model,
+        [study],
+        tmp_path / "pgbm.seg.nrrd",
+        dicomSeg=tmp_path / "pgbm.dcm",
+        options=TORCH_CPU,
     )
 
     assert {name: entry["series_description"] for name, entry in report["inputs"].items()} == {

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
 
+from Testing.case_files import METASTASIS_TERMINOLOGY, SHARED_DATA, needs_shared
 from Testing.dicom_factory import rotationMatrix, writeDicomSeries
 from unetseg.engine.geometry import Geometry
 from unetseg.engine.manifest import LabelSpec
 from unetseg.host.dicom_seg import readDicomSeg, readDicomSegMasks, writeDicomSeg
 from unetseg.host.dicom_series import discoverSeries, loadSeries
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-DCMQI = DATA / "dicom_seg_dcmqi" / "segmentations"
-PGBM = DATA / "tcia_brain_tumor_progression" / "PGBM-001"
+DCMQI = SHARED_DATA / "dicom_seg_dcmqi" / "segmentations"
+PGBM = SHARED_DATA / "tcia_brain_tumor_progression" / "PGBM-001"
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 
 LABELS = [
@@ -26,15 +24,7 @@ LABELS = [
         "value": 1,
         "name": "Metastasis",
         "color": [230, 80, 60],
-        "terminology": {
-            "category": {
-                "scheme": "SCT",
-                "value": "49755003",
-                "meaning": "Morphologically Altered Structure",
-            },
-            "type": {"scheme": "SCT", "value": "14799000", "meaning": "Neoplasm, Secondary"},
-            "anatomic_region": {"scheme": "SCT", "value": "12738006", "meaning": "Brain"},
-        },
+        "terminology": METASTASIS_TERMINOLOGY,
     },
     {
         "value": 2,
@@ -50,16 +40,6 @@ LABELS = [
         },
     },
 ]
-
-
-def _needs(path: Path):
-    """Mark a test as needing ``path`` under ../shared/data; skip it when absent."""
-
-    def decorate(test):
-        skip = pytest.mark.skipif(not path.exists(), reason=f"{path} not available")
-        return pytest.mark.shared_data(skip(test))
-
-    return decorate
 
 
 def _code(item) -> dict[str, str]:
@@ -211,7 +191,7 @@ def test_read_rejects_seg_of_another_series(tmp_path, oblique_series):
         readDicomSeg(outputPath, other)
 
 
-@_needs(DCMQI)
+@needs_shared(DCMQI)
 def test_real_dcmqi_seg_matches_its_nrrd_label_maps():
     found = discoverSeries(DCMQI)
     (ct,) = [s for s in found if s.modality == "CT"]
@@ -242,7 +222,7 @@ def test_real_dcmqi_seg_matches_its_nrrd_label_maps():
         np.testing.assert_array_equal(labels[(masks[number - 1] > 0) & ~higher], number)
 
 
-@_needs(DCMQI)
+@needs_shared(DCMQI)
 def test_seg_written_on_real_ct_matches_dcmqi(tmp_path):
     (ct,) = [s for s in discoverSeries(DCMQI / "ct-3slice")]
     liverSpine = sitk.GetArrayFromImage(sitk.ReadImage(DCMQI / "liver_spine_seg.nrrd"))
@@ -267,7 +247,7 @@ def test_seg_written_on_real_ct_matches_dcmqi(tmp_path):
         np.testing.assert_allclose(ourPositions[uid], position, atol=1e-3)
 
 
-@_needs(PGBM)
+@needs_shared(PGBM)
 def test_seg_of_real_oblique_mask_series(tmp_path):
     found = {s.seriesDescription: s for s in discoverSeries(PGBM)}
     mask, _ = loadSeries(found["Mask_Tumor"])

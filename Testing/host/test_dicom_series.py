@@ -13,10 +13,12 @@ import SimpleITK as sitk
 from pydicom.dataset import FileMetaDataset
 from pydicom.pixels import apply_modality_lut
 
+from Testing.case_files import SHARED_DATA, needs_shared
 from Testing.dicom_factory import rotationMatrix, writeDicomSeries
 from unetseg.engine.geometry import Geometry
-from unetseg.host.dicom_series import discoverSeries, loadSeries, matchSeries
-from unetseg.host.matching import MissingInputError
+from unetseg.engine.matching import MissingInputError, match_inputs
+from unetseg.host.dicom_series import discoverSeries, loadSeries
+from unetseg.host.sources import folderSources
 
 BRAIN_INPUTS = [
     {"name": "t1c", "series_description_patterns": ["*t1*post*", "*t1*gd*"]},
@@ -24,21 +26,10 @@ BRAIN_INPUTS = [
     {"name": "flair", "series_description_patterns": ["*flair*"]},
     {"name": "t2", "series_description_patterns": ["*t2*"]},
 ]
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-PGBM = DATA / "tcia_brain_tumor_progression" / "PGBM-001"
-CT_DICOM = DATA / "ct_totalsegmentator" / "example_ct_dicom"
-LUNGMASK = DATA / "lungmask_dicom"
+PGBM = SHARED_DATA / "tcia_brain_tumor_progression" / "PGBM-001"
+CT_DICOM = SHARED_DATA / "ct_totalsegmentator" / "example_ct_dicom"
+LUNGMASK = SHARED_DATA / "lungmask_dicom"
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
-
-
-def _needs(path: Path):
-    """Mark a test as needing ``path`` under ../shared/data; skip it when absent."""
-
-    def decorate(test):
-        skip = pytest.mark.skipif(not path.exists(), reason=f"{path} not available")
-        return pytest.mark.shared_data(skip(test))
-
-    return decorate
 
 
 def _expectedIjkToRas(spacing, origin, direction) -> np.ndarray:
@@ -245,7 +236,7 @@ def test_corrupt_file_is_named(tmp_path, kept_bytes):
         loadSeries(series)
 
 
-@_needs(PGBM)
+@needs_shared(PGBM)
 def test_real_brain_tumor_progression_study():
     found = discoverSeries(PGBM)
     byDescription = {s.seriesDescription: s for s in found}
@@ -267,7 +258,7 @@ def test_real_brain_tumor_progression_study():
             assert set(np.unique(array)) == {0.0, 1.0}
 
 
-@_needs(CT_DICOM)
+@needs_shared(CT_DICOM)
 def test_real_ct_series_matches_its_nifti_grid():
     (series,) = discoverSeries(CT_DICOM)
     assert series.modality == "CT" and len(series.files) == 20
@@ -285,7 +276,7 @@ def test_real_ct_series_matches_its_nifti_grid():
     assert ours == theirs
 
 
-@_needs(LUNGMASK)
+@needs_shared(LUNGMASK)
 def test_real_two_slice_ct():
     (series,) = discoverSeries(LUNGMASK)
     assert len(series.files) == 2 and series.errors == ()
@@ -299,6 +290,16 @@ def test_real_two_slice_ct():
     assert np.mean((inside > -100) & (inside < 100)) > 0.15  # soft tissue
 
 
+def _matchSeries(folder: Path, overrides=None):
+    """The study's image series fed to the brain inputs by description, as ``segment`` does."""
+    candidates = [source.candidate() for source in folderSources(folder)]
+    return match_inputs(candidates, BRAIN_INPUTS, overrides=overrides)
+
+
+def _descriptions(result) -> dict[str, str]:
+    return {name: s.series.seriesDescription for name, s in result.assigned.items()}
+
+
 def test_match_series_by_description_with_override(tmp_path):
     for number, description in enumerate(["AX T1 POST GD", "Ax T1 pre", "FLAIR", "t2_tse"], 1):
         writeDicomSeries(
@@ -307,28 +308,29 @@ def test_match_series_by_description_with_override(tmp_path):
             seriesDescription=description,
             seriesNumber=number,
         )
-    found = discoverSeries(tmp_path)
-    byDescription = {s.seriesDescription: s for s in found}
-    result = matchSeries(found, BRAIN_INPUTS)
-    assert {name: s.seriesDescription for name, s in result.assigned.items()} == {
+    result = _matchSeries(tmp_path)
+    assert _descriptions(result) == {
         "t1c": "AX T1 POST GD",
         "t1": "Ax T1 pre",
         "flair": "FLAIR",
         "t2": "t2_tse",
     }
-    swapped = matchSeries(
-        found, BRAIN_INPUTS, overrides={"t1c": byDescription["Ax T1 pre"].seriesInstanceUID}
-    )
-    assert swapped.assigned["t1c"] is byDescription["Ax T1 pre"]
-    assert swapped.assigned["t1"] is byDescription["AX T1 POST GD"]
+    swapped = _matchSeries(tmp_path, overrides={"t1c": "Ax T1 pre"})
+    assert _descriptions(swapped) == {
+        **_descriptions(result),
+        "t1c": "Ax T1 pre",
+        "t1": "AX T1 POST GD",
+    }
+    for path in (tmp_path / "FLAIR").iterdir():
+        path.unlink()
     with pytest.raises(MissingInputError, match="flair"):
-        matchSeries([s for s in found if s.seriesDescription != "FLAIR"], BRAIN_INPUTS)
+        _matchSeries(tmp_path)
 
 
-@_needs(PGBM)
+@needs_shared(PGBM)
 def test_match_real_study_series():
-    result = matchSeries(discoverSeries(PGBM), BRAIN_INPUTS)
-    assert {name: s.seriesDescription for name, s in result.assigned.items()} == {
+    result = _matchSeries(PGBM)
+    assert _descriptions(result) == {
         "t1c": "T1post",
         "t1": "T1pre_reg",
         "flair": "FLAIR_reg",

@@ -11,26 +11,32 @@ from __future__ import annotations
 import threading
 import time
 
-import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import slicerio
 import torch
 from torch import nn
 
-from Testing.case_files import small_brain_model
+from Testing.case_files import dice, ellipsoid, read_seg_nrrd, save_nifti, to_sitk
+from Testing.runners import TORCH_CPU, torch_runner
 from Training.synth import brain_mri_case
 from unetseg.engine.geometry import Geometry
 from unetseg.engine.inference import CancelToken, InferenceCancelled
+from unetseg.engine.matching import MissingInputError, match_inputs
 from unetseg.host.logic import SegmentationJob, SegmentationLogic
-from unetseg.host.matching import MissingInputError, matchInputs
 from unetseg.host.scene_io import loadVolume, saveSegmentation
 from unetseg.host.segmentation import SegmentationExistsError, segmentId
-from unetseg.host.volumes import volumeGeometry
+from unetseg.host.volumes import describeVolume, volumeGeometry
 from unetseg.untrained import brain_mri_manifest, lung_cxr_manifest, untrained_package
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def matchNodes(nodes, inputs):
+    """Volume nodes to model inputs, as the modules' auto-fill matches them."""
+    return match_inputs([describeVolume(node) for node in nodes], inputs)
+
+
 # BraTS 2023 file names (t1c, t2f = FLAIR, t1n = native T1, t2w = T2) in scrambled order.
 BRATS_FILES = {"t2": "t2w", "t1c": "t1c", "t1": "t1n", "flair": "t2f"}
 
@@ -53,45 +59,14 @@ class Threshold(nn.Module):
         return logits
 
 
-def ellipsoid(geometry: Geometry, center_ras, radii_mm) -> np.ndarray:
-    """Bool (K, J, I): voxel centres of ``geometry`` inside an axis-aligned RAS ellipsoid."""
-    k, j, i = np.indices(geometry.shape)
-    ijk1 = np.stack([i, j, k, np.ones_like(i)]).reshape(4, -1).astype(float)
-    ras = (geometry.ijk_to_ras @ ijk1)[:3].T
-    inside = (((ras - np.asarray(center_ras)) / np.asarray(radii_mm)) ** 2).sum(axis=1) <= 1.0
-    return inside.reshape(geometry.shape)
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
-
-
 def node_count(scene) -> int:
     return scene.GetNumberOfNodes()
 
 
-def write_nifti(path, array: np.ndarray, ijk_to_ras: np.ndarray):
-    """(K, J, I) array as NIfTI (RAS affine on disk)."""
-    nib.save(nib.Nifti1Image(array.transpose(2, 1, 0), ijk_to_ras), path)
-    return path
-
-
 def write_lps_nrrd(path, array: np.ndarray, geometry: Geometry):
     """(K, J, I) array as NRRD in LPS (as ITK writes it)."""
-    image = sitk.GetImageFromArray(array)
-    params = geometry.to_sitk_params()
-    image.SetSpacing(params["spacing"])
-    image.SetOrigin(params["origin"])
-    image.SetDirection(params["direction"])
-    sitk.WriteImage(image, str(path))
+    sitk.WriteImage(to_sitk(array, geometry), str(path))
     return path
-
-
-def read_seg_nrrd(path) -> tuple[dict, np.ndarray]:
-    """slicerio's reading of a .seg.nrrd: the dict and the (K, J, I) label map (one layer)."""
-    seg = slicerio.read_segmentation(str(path))
-    assert {segment["layer"] for segment in seg["segments"]} == {0}
-    return seg, seg["voxels"].transpose(2, 1, 0)
 
 
 def assert_geometry_is_the_volumes(seg: dict, volumeNode) -> None:
@@ -101,18 +76,12 @@ def assert_geometry_is_the_volumes(seg: dict, volumeNode) -> None:
 
 
 @pytest.fixture(scope="module")
-def brain_model(tmp_path_factory):
-    """4-input brain model (t1c, flair required; t1, t2 optional) at 2 mm, patch 32^3."""
-    return small_brain_model(tmp_path_factory.mktemp("brain"))
-
-
-@pytest.fixture(scope="module")
 def brats_files(tmp_path_factory):
     """A synthetic 4-sequence brain case written as BraTS 2023 NIfTI files (oblique grid)."""
     case = brain_mri_case(np.random.default_rng(5), (40, 40, 24), (1.5, 1.5, 2.5), layout="brats")
     folder = tmp_path_factory.mktemp("brats")
     return {
-        name: write_nifti(
+        name: save_nifti(
             folder / f"BraTS-GLI-00042-000-{suffix}.nii.gz",
             case.images[name],
             case.geometry.ijk_to_ras,
@@ -152,13 +121,13 @@ def test_lps_nrrd_reference_and_ras_nifti_secondary_on_another_grid(scene, tmp_p
     flair = np.where(ellipsoid(secondary, centerB, radiiB), 500.0, 100.0).astype(np.float32)
     t1cNode = loadVolume(scene, write_lps_nrrd(tmp_path / "post.nrrd", t1c, reference))
     flairNode = loadVolume(
-        scene, write_nifti(tmp_path / "flair.nii.gz", flair, secondary.ijk_to_ras)
+        scene, save_nifti(tmp_path / "flair.nii.gz", flair, secondary.ijk_to_ras)
     )
     assert volumeGeometry(t1cNode).is_close(reference, 1e-4)
     logic = SegmentationLogic(scene)
-    logic.segmenter(model, "cpu").network = Threshold(4, levels=(170.0, 300.0))
+    logic.segmenter(model, TORCH_CPU).runner = torch_runner(Threshold(4, levels=(170.0, 300.0)))
 
-    result = logic.process(model, {"t1c": t1cNode, "flair": flairNode}, device="cpu")
+    result = logic.run(model, {"t1c": t1cNode, "flair": flairNode}, TORCH_CPU)
 
     seg, labels = read_seg_nrrd(saveSegmentation(result.segmentationNode, tmp_path / "r.seg.nrrd"))
     assert_geometry_is_the_volumes(seg, t1cNode)
@@ -171,19 +140,19 @@ def test_lps_nrrd_reference_and_ras_nifti_secondary_on_another_grid(scene, tmp_p
 def test_four_sequences_matched_by_name_give_a_complete_segmentation(
     scene, brain_model, brats_nodes, tmp_path
 ):
-    match = matchInputs(brats_nodes, brain_model.inputs)
+    match = matchNodes(brats_nodes, brain_model.inputs)
     assert {name: node.GetName() for name, node in match.assigned.items()} == {
         name: f"BraTS-GLI-00042-000-{suffix}" for name, suffix in BRATS_FILES.items()
     }
     reference = match.assigned["t1c"]
 
-    result = SegmentationLogic(scene).process(brain_model, match.assigned, device="cpu")
+    result = SegmentationLogic(scene).run(brain_model, match.assigned, TORCH_CPU)
 
     node = result.segmentationNode
     assert node.GetName() == f"BraTS-GLI-00042-000-t1c - {brain_model.title}"
     assert node.GetAttribute("UNetSeg.Model") == f"{brain_model.id}@{brain_model.version}"
     assert node.GetAttribute("UNetSeg.MissingInputs") is None
-    assert result.missingOptionalInputs == []
+    assert result.missingInputs == []
     assert node.GetNodeReference(node.GetReferenceImageGeometryReferenceRole()) is reference
     segmentation = node.GetSegmentation()
     ids = [segmentation.GetNthSegmentID(n) for n in range(segmentation.GetNumberOfSegments())]
@@ -208,17 +177,13 @@ def test_four_sequences_matched_by_name_give_a_complete_segmentation(
         assert segment["terminology"]["anatomicRegion"] == ["SCT", "12738006", "Brain"]
 
 
-def test_gui_style_job_with_missing_optional_inputs_is_flagged(scene, brain_model, brats_nodes):
-    match = matchInputs(brats_nodes, brain_model.inputs)
+def test_gui_style_job_with_missing_inputs_is_flagged(scene, brain_model, brats_nodes):
+    match = matchNodes(brats_nodes, brain_model.inputs)
     inputs = {"t1c": match.assigned["t1c"], "flair": match.assigned["flair"], "t1": None}
     reports = []
 
-    job = SegmentationLogic(scene).process(
-        brain_model,
-        inputs,
-        device="cpu",
-        waitForCompletion=False,
-        progress=lambda done, total: reports.append((done, total)),
+    job = SegmentationLogic(scene).start(
+        brain_model, inputs, TORCH_CPU, progress=lambda done, total: reports.append((done, total))
     )
 
     assert isinstance(job, SegmentationJob)
@@ -228,17 +193,19 @@ def test_gui_style_job_with_missing_optional_inputs_is_flagged(scene, brain_mode
         time.sleep(0.02)
     result = job.finish()
     assert reports and reports[-1][0] == reports[-1][1] and job.progress == reports[-1]
-    assert result.missingOptionalInputs == ["t1", "t2"]
+    assert result.missingInputs == ["t1", "t2"]
     assert result.segmentationNode.GetAttribute("UNetSeg.MissingInputs") == "t1,t2"
 
 
 def test_fast_run_gives_a_segmentation_on_the_reference_grid(
     scene, brain_model, brats_nodes, tmp_path
 ):
-    match = matchInputs(brats_nodes, brain_model.inputs)
+    match = matchNodes(brats_nodes, brain_model.inputs)
     reference = match.assigned["t1c"]
 
-    result = SegmentationLogic(scene).process(brain_model, match.assigned, device="cpu", fast=True)
+    result = SegmentationLogic(scene).run(
+        brain_model, match.assigned, TORCH_CPU.with_changes(fast=True)
+    )
 
     node = result.segmentationNode
     assert node.GetScene() is scene
@@ -250,33 +217,33 @@ def test_fast_run_gives_a_segmentation_on_the_reference_grid(
 
 
 def test_missing_required_input_raises_and_leaves_scene_unchanged(scene, brain_model, brats_nodes):
-    match = matchInputs(brats_nodes, brain_model.inputs)
+    match = matchNodes(brats_nodes, brain_model.inputs)
     logic = SegmentationLogic(scene)
     before = node_count(scene)
 
     with pytest.raises(MissingInputError, match="flair"):
-        logic.process(brain_model, {"t1c": match.assigned["t1c"], "t2": match.assigned["t2"]})
+        logic.run(brain_model, {"t1c": match.assigned["t1c"], "t2": match.assigned["t2"]})
     with pytest.raises(MissingInputError, match="flair"):
-        matchInputs([match.assigned["t1c"]], brain_model.inputs)
+        matchNodes([match.assigned["t1c"]], brain_model.inputs)
     with pytest.raises(ValueError, match="no input"):
-        logic.process(brain_model, {**match.assigned, "dwi": match.assigned["t2"]})
+        logic.run(brain_model, {**match.assigned, "dwi": match.assigned["t2"]})
     assert node_count(scene) == before
 
 
 def test_engine_failure_leaves_scene_unchanged(scene, brain_model, make_volume, brats_nodes):
-    match = matchInputs(brats_nodes, brain_model.inputs)
+    match = matchNodes(brats_nodes, brain_model.inputs)
     empty = make_volume(np.zeros((6, 8, 8), np.int16), name="empty_flair")
     before = node_count(scene)
 
     with pytest.raises(ValueError, match="empty"):
-        SegmentationLogic(scene).process(
-            brain_model, {"t1c": match.assigned["t1c"], "flair": empty}, device="cpu"
+        SegmentationLogic(scene).run(
+            brain_model, {"t1c": match.assigned["t1c"], "flair": empty}, TORCH_CPU
         )
     assert node_count(scene) == before
 
 
 def test_never_overwrites_and_replaces_only_model_segments(scene, brain_model, brats_nodes):
-    match = matchInputs(brats_nodes, brain_model.inputs)
+    match = matchNodes(brats_nodes, brain_model.inputs)
     output = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "edited")
     output.CreateDefaultDisplayNodes()
     userId = output.GetSegmentation().AddEmptySegment("", "My note")
@@ -284,17 +251,17 @@ def test_never_overwrites_and_replaces_only_model_segments(scene, brain_model, b
     before = node_count(scene)
 
     with pytest.raises(SegmentationExistsError, match="edited"):
-        logic.process(brain_model, match.assigned, outputSegmentationNode=output, device="cpu")
+        logic.run(brain_model, match.assigned, TORCH_CPU, outputSegmentationNode=output)
     assert node_count(scene) == before
     assert output.GetSegmentation().GetNumberOfSegments() == 1
 
     for _ in range(2):  # the second run replaces the first run's segments
-        result = logic.process(
+        result = logic.run(
             brain_model,
             match.assigned,
+            TORCH_CPU,
             outputSegmentationNode=output,
             replaceModelSegments=True,
-            device="cpu",
         )
     assert result.segmentationNode is output
     assert node_count(scene) == before
@@ -316,13 +283,7 @@ def test_cancel_from_another_thread_leaves_scene_unchanged(scene, brain_model, m
         started.set()
         cancelled.wait(10)  # hold the engine until the test thread has cancelled
 
-    job = logic.process(
-        brain_model,
-        {"t1c": t1c, "flair": flair},
-        device="cpu",
-        progress=progress,
-        waitForCompletion=False,
-    )
+    job = logic.start(brain_model, {"t1c": t1c, "flair": flair}, TORCH_CPU, progress=progress)
     assert started.wait(60)
     job.cancel()
     cancelled.set()
@@ -334,7 +295,7 @@ def test_cancel_from_another_thread_leaves_scene_unchanged(scene, brain_model, m
     token = CancelToken()
     token.cancel()
     with pytest.raises(InferenceCancelled):  # blocking run cancelled through its token
-        logic.process(brain_model, {"t1c": t1c, "flair": flair}, device="cpu", cancelToken=token)
+        logic.run(brain_model, {"t1c": t1c, "flair": flair}, TORCH_CPU, cancelToken=token)
     assert node_count(scene) == before
 
 
@@ -346,11 +307,13 @@ def test_single_slice_volume_goes_through_the_2d_model(scene, tmp_path):
     image = np.where(bright, 200.0, 30.0).astype(np.float32)
     geometry = Geometry(np.diag([-0.8, -1.2, 1.0, 1.0]), shape)  # LPS-like pixels
     node = loadVolume(scene, write_lps_nrrd(tmp_path / "chest_xray.nrrd", image, geometry))
-    match = matchInputs([node], model.inputs)
+    match = matchNodes([node], model.inputs)
     logic = SegmentationLogic(scene)
-    logic.segmenter(model, "cpu").network = Threshold(2, channels=(0,), levels=(0.5,))
+    logic.segmenter(model, TORCH_CPU).runner = torch_runner(
+        Threshold(2, channels=(0,), levels=(0.5,))
+    )
 
-    result = logic.process(model, match.assigned, device="cpu")
+    result = logic.run(model, match.assigned, TORCH_CPU)
 
     seg, labels = read_seg_nrrd(saveSegmentation(result.segmentationNode, tmp_path / "c.seg.nrrd"))
     assert_geometry_is_the_volumes(seg, node)

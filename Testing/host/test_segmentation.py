@@ -9,6 +9,7 @@ import slicer
 import slicerio
 from vtk.util.numpy_support import vtk_to_numpy
 
+from Testing.case_files import METASTASIS_TERMINOLOGY
 from unetseg.engine.geometry import Geometry
 from unetseg.host.report import segmentStatistics
 from unetseg.host.scene_io import loadSegmentation, loadVolume, saveSegmentation
@@ -21,15 +22,6 @@ from unetseg.host.segmentation import (
 from unetseg.host.volumes import volumeGeometry
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-METASTASIS_TERMINOLOGY = {
-    "category": {
-        "scheme": "SCT",
-        "value": "49755003",
-        "meaning": "Morphologically Altered Structure",
-    },
-    "type": {"scheme": "SCT", "value": "14799000", "meaning": "Neoplasm, Secondary"},
-    "anatomic_region": {"scheme": "SCT", "value": "12738006", "meaning": "Brain"},
-}
 LUNG_TERMINOLOGY = {
     "category": {"scheme": "SCT", "value": "123037004", "meaning": "Anatomical Structure"},
     "type": {"scheme": "SCT", "value": "39607008", "meaning": "Lung"},

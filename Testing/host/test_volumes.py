@@ -10,8 +10,9 @@ import slicer
 import vtk
 
 from unetseg.engine.geometry import Geometry
+from unetseg.engine.matching import match_inputs
 from unetseg.host.scene_io import VolumeReadError, loadVolume
-from unetseg.host.volumes import volumeGeometry, volumeToArray
+from unetseg.host.volumes import describeVolume, volumeGeometry, volumeToArray
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -175,3 +176,27 @@ def test_new_scene_has_logics_and_is_global_without_app(scene):
     assert scene.GetNodeByID("vtkMRMLColorTableNodeGrey") is not None  # colour logic alive
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode").GetSegmentation()
     assert segmentation.AddEmptySegment("a", "A") == "a"  # segmentations logic registered
+
+
+def test_volume_nodes_match_by_name_file_and_dicom_attribute(make_volume):
+    inputs = [
+        {"name": "t1c", "name_patterns": ["*t1c*", "*t1*gd*"]},
+        {"name": "t1", "name_patterns": ["*t1*"]},
+        {"name": "t2", "name_patterns": ["*t2*"]},
+        {"name": "flair", "required": False, "series_description_patterns": ["*flair*"]},
+    ]
+    zeros = np.zeros((2, 3, 4), np.int16)
+    t1c = make_volume(zeros, name="BraTS_001_t1c")
+    t2 = make_volume(zeros, name="case_T2w")
+    t2.SetName("Volume")  # node renamed: the storage file name still matches
+    flair = make_volume(zeros, name="series7")
+    flair.SetAttribute("DICOM.SeriesDescription", "AX FLAIR")
+    t1 = make_volume(zeros, name="series8")
+
+    candidate = describeVolume(t2)
+    nodes = [t1, flair, t2, t1c]
+    result = match_inputs([describeVolume(n) for n in nodes], inputs, overrides={"t1": t1})
+
+    assert candidate.file_name == "case_T2w.nii.gz" and candidate.item is t2
+    assert result.assigned == {"t1": t1, "t1c": t1c, "t2": t2, "flair": flair}
+    assert describeVolume(t1, seriesDescription="AX T1").series_description == "AX T1"

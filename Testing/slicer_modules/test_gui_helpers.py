@@ -135,13 +135,13 @@ def test_study_series_feed_the_inputs_by_description():
         "t1c": "1.4",
         "flair": "1.3",
     }
-    assert match.missingRequired == [] and match.ambiguous == {}
+    assert match.missing_required == [] and match.ambiguous == {}
     assert series[3].label() == "4: AX T1 POST GD"
 
 
 def test_study_without_a_required_series_reports_it():
     match = matchStudySeries([SeriesInfo("2.1", "AX T1 POST", "MR")], BRAIN_INPUTS, "MR")
-    assert match.missingRequired == ["flair"]
+    assert match.missing_required == ["flair"]
     assert match.assigned["t1c"].uid == "2.1"
 
 
@@ -189,4 +189,4 @@ def test_module_self_test_runs_on_slicer_core(sample, omit, tmp_path):
         unittest.TestCase(), scene, logic, sample, str(tmp_path), lambda: time.sleep(0.01), omit
     )
     assert result.segmentationNode.GetScene() is scene
-    assert result.missingOptionalInputs == list(omit)
+    assert result.missingInputs == list(omit)

@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from Testing.case_files import SHARED_DATA
 from Training.assembly.brain_tumor_mri import FAR, FAR_MM, HOLE, MASK, pgbm_label
 from Training.config import load_config
-from Training.loop.cases import known_regions, training_labels
-from unetseg.host.matching import Candidate, matchInputs
+from Training.data import reference_labels
+from Training.loop.cases import known_regions
+from unetseg.engine.matching import Candidate, match_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "data"
 CONFIG = load_config(ROOT / "Training" / "configs" / "brain_tumor_mri.yaml")
 
 
@@ -34,7 +35,7 @@ def test_pgbm_mask_becomes_mask_holes_and_far_voxels():
 def test_pgbm_labels_supervise_the_core_and_what_it_implies():
     source = CONFIG.data.source("pgbm")
     label = np.array([[[0, MASK, HOLE, FAR]]], dtype=np.uint8)
-    nested = training_labels(label, CONFIG, "pgbm", source)
+    nested = reference_labels(label, source, CONFIG.model, "pgbm")
     known = known_regions(label, source)
     # Known [WT, TC, ET] per value: 0 WT unknown; MASK ET unknown; HOLE TC and ET unknown;
     # FAR all known (and 0).
@@ -63,27 +64,27 @@ def _cases():
     """(description, candidates) of every labelled-data case folder and DICOM study."""
     cases = []
     folders = [
-        *sorted((SHARED / "brats2015").glob("*/")),
-        *sorted((SHARED / "brats_tcga_fusion").glob("*/")),
-        SHARED / "brats_met_unlabeled",
-        *sorted((SHARED / "tcia_brain_tumor_progression_more").glob("*/*(NIfTI)")),
+        *sorted((SHARED_DATA / "brats2015").glob("*/")),
+        *sorted((SHARED_DATA / "brats_tcga_fusion").glob("*/")),
+        SHARED_DATA / "brats_met_unlabeled",
+        *sorted((SHARED_DATA / "tcia_brain_tumor_progression_more").glob("*/*(NIfTI)")),
     ]
     skip = ("OTMultiClass", "brainmask", "MaskTumor")
     for folder in folders:
         names = [n for n in os.listdir(folder) if n.endswith(".nii.gz") and not n.startswith(skip)]
         cases.append(
-            (folder.name, [Candidate(name=n.split(".")[0], fileName=n, item=n) for n in names])
+            (folder.name, [Candidate(name=n.split(".")[0], file_name=n, item=n) for n in names])
         )
     series = ["T1post", "T1pre_reg", "FLAIR_reg", "T2_reg", "Mask_Tumor"]
-    cases.append(("DICOM", [Candidate(name=s, seriesDescription=s, item=s) for s in series]))
+    cases.append(("DICOM", [Candidate(name=s, series_description=s, item=s) for s in series]))
     return cases
 
 
 def test_inputs_match_the_shared_data_names_and_series_descriptions():
-    if not SHARED.is_dir():
-        pytest.skip(f"{SHARED} not available")
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} not available")
     for where, candidates in _cases():
-        assigned = matchInputs(candidates, CONFIG.model["inputs"]).assigned
+        assigned = match_inputs(candidates, CONFIG.model["inputs"]).assigned
         found = {name: item.split(".")[0].lower() for name, item in assigned.items()}
         assert set(found) >= {"t1c", "flair"}, where
         assert "t1c" in found["t1c"] or "post" in found["t1c"], (where, found)

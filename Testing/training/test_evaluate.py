@@ -18,6 +18,7 @@ import SimpleITK as sitk
 import yaml
 from PIL import Image
 
+from Testing.case_files import SHARED_DATA
 from Training.cli import main
 from Training.data import DatasetError, load_case
 from Training.evaluation import detect_layout, model_inputs, reference_labels, resolve_data
@@ -33,19 +34,10 @@ from unetseg.untrained import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "data"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    """Tiny networks run fastest on one thread (and do not fight the other tests for cores)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small(manifest: dict, spacing: float, patch: int = 16) -> dict:
@@ -122,7 +114,8 @@ def test_metrics_match_saved_predictions_and_report(lung, lung_model, tmp_path):
             assert image.format == "PNG" and image.size == OVERLAY_SIZE
             assert len(np.unique(np.asarray(image.convert("L")))) > 10  # not blank
         assert f"]({item['file']})" in markdown
-    assert page.count('src="data:image/png;base64,') == 3
+    # the overlays of the worst and best cases and the calibration (reliability) diagram
+    assert page.count('src="data:image/png;base64,') == len(worst + best) + 1
     assert lung_model.title in markdown and "Mean metrics" in page
 
 
@@ -248,9 +241,9 @@ def test_parts_follow_the_training_split(lung, tmp_path):
 
 @pytest.mark.shared_data
 def test_real_layouts_and_brats_label_map():
-    brats, cxr = SHARED / "brats2015", SHARED / "chest_xray"
+    brats, cxr = SHARED_DATA / "brats2015", SHARED_DATA / "chest_xray"
     if not brats.is_dir() or not cxr.is_dir():
-        pytest.skip(f"{SHARED} with brats2015 and chest_xray not available")
+        pytest.skip(f"{SHARED_DATA} with brats2015 and chest_xray not available")
     manifest = brain_mri_manifest()
     assert detect_layout(cxr, manifest).reader == "image_mask_pairs"
     data = resolve_data(brats, manifest, work_dir=Path("unused"))

@@ -13,6 +13,7 @@ import slicerio
 import torch
 import yaml
 
+from Testing.runners import TORCH_CPU
 from Training.cli import main
 from Training.config import config_from_dict
 from Training.loop import Trainer, prepare_data
@@ -23,12 +24,7 @@ from unetseg.host.scene_io import newScene
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +86,7 @@ def test_exported_package_segments_and_evaluates(trained, tmp_path, capsys):
     assert load_model_package(out).manifest["inputs"][0]["name_patterns"]
     scene = newScene()
     # No overrides: the exported input's name patterns pick "lung_0000.nii.gz".
-    segmentFiles(str(out), [image], tmp_path / "a.seg.nrrd", device="cpu", scene=scene)
+    segmentFiles(str(out), [image], tmp_path / "a.seg.nrrd", options=TORCH_CPU, scene=scene)
     (node,) = scene.GetNodesByClass("vtkMRMLSegmentationNode")
     segmentation = node.GetSegmentation()
     names = [

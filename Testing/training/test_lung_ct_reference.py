@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from Testing.case_files import SHARED_DATA
 from Training.cli import main
 from Training.reference.totalsegmentator_lungs import merge_lobes
-
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def test_lobes_merge_per_side_and_everything_else_is_background() -> None:
@@ -26,11 +25,11 @@ def test_lobes_merge_per_side_and_everything_else_is_background() -> None:
 
 @pytest.mark.shared_data
 def test_reference_cases_match_the_source_files(tmp_path, capsys) -> None:
-    source = SHARED / "ct_totalsegmentator"
+    source = SHARED_DATA / "ct_totalsegmentator"
     if not source.exists():
         pytest.skip(f"real data not found: {source}")
     out = tmp_path / "ref"
-    assert main(["build-lung-ct-reference", "--shared", str(SHARED), "--out", str(out)]) == 0
+    assert main(["build-lung-ct-reference", "--shared", str(SHARED_DATA), "--out", str(out)]) == 0
     assert "wrote 2 cases" in capsys.readouterr().out
     dataset = json.loads((out / "dataset.json").read_text())
     assert [Path(c["label"]).name for c in dataset["training"]] == [

@@ -17,8 +17,8 @@ from Training.config import (
     SamplingConfig,
     config_from_dict,
 )
-from Training.data import CaseRecord, fixed_split
-from Training.loop.cases import known_regions, read_records, split_records, training_labels
+from Training.data import CaseRecord, fixed_split, reference_labels
+from Training.loop.cases import known_regions, read_records, split_records
 from Training.loop.objectives import SoftDiceLoss, training_target
 from Training.loop.trainer import Trainer, case_metrics
 from Training.sampling import (
@@ -274,7 +274,7 @@ def test_sources_are_read_split_by_patient_and_prepared_with_their_known_voxels(
     assert split.case_ids() == {"train": ["a", "m1"], "val": ["v"], "test": ["t"]}
 
     source = config.data.source("mask")
-    nested = training_labels(mask, config, "m1", source)
+    nested = reference_labels(mask, source, config.model, "m1")
     known = known_regions(mask, source)
     target = training_target(torch.from_numpy(nested)[None], "sigmoid", 3)[0].numpy()
     # Inside the mask: WT and TC 1, ET unknown; hole: WT 1, TC and ET unknown; next to the

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from Testing.case_files import dice, shared_path
 from Training.cli import main
 from Training.data import load_case, read_decathlon
 from Training.data.volumes import read_image
@@ -26,7 +27,6 @@ from Training.synth.writers import save_nifti
 from unetseg.engine.geometry import Geometry
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "data"
 FIELD_MM = 400.0  # phantom field of view: the anatomy keeps its real size
 
 
@@ -36,10 +36,6 @@ def phantom(
     """Chest phantom at real size; a random (permuted, flipped, oblique) grid by default."""
     size = tuple(int(np.ceil(FIELD_MM / s)) for s in spacing)
     return lung_ct_case(np.random.default_rng(seed), size, spacing, canonical=canonical)
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * float(np.sum(a & b)) / max(1.0, float(a.sum() + b.sum()))
 
 
 def ras_points(geometry: Geometry) -> np.ndarray:
@@ -221,18 +217,11 @@ def test_outside_air_changes_only_the_air_around_the_body():
 # --- real data ----------------------------------------------------------------------------------
 
 
-def shared(*parts: str) -> Path:
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real data not found: {path}")
-    return path
-
-
 @pytest.mark.shared_data
 def test_real_ct_matches_totalsegmentator_lobes():
     """TotalSegmentator's model-made lobes of its example CT (lung bases, 3 mm), merged per
     side: right = upper + middle + lower right lobe (12, 13, 14), left = left lobes (10, 11)."""
-    folder = shared("ct_totalsegmentator")
+    folder = shared_path("ct_totalsegmentator")
     hu, geometry = read_image(folder / "example_ct_sm.nii.gz")
     lobes, _ = read_image(folder / "example_seg.nii.gz")
     reference = merge_lobes(lobes)
@@ -245,7 +234,7 @@ def test_real_ct_matches_totalsegmentator_lobes():
 @pytest.mark.shared_data
 @pytest.mark.slow
 def test_real_chest_ct_labels():
-    path = shared("ct_chest_itkelastix", "chest_ct.nii.gz")
+    path = shared_path("ct_chest_itkelastix", "chest_ct.nii.gz")
     hu, geometry = read_image(path)
     result = label_lungs(hu, geometry)
     assert result.trachea_found and not result.split

@@ -15,6 +15,7 @@ import pytest
 import SimpleITK as sitk
 from PIL import Image
 
+from Testing.case_files import shared_path
 from Testing.dicom_factory import rotationMatrix, writeDicomSeries
 from Training.data import (
     BRATS_2015_LABEL_PATTERN,
@@ -38,15 +39,7 @@ from Training.synth import write_dataset
 from unetseg.engine.geometry import Geometry
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "data"
 PGBM_INPUTS = {"t1c": ["*t1post*"], "t1": ["*t1pre*"], "flair": ["*flair*"], "t2": ["*t2*"]}
-
-
-def shared(name: str) -> Path:
-    path = SHARED / name
-    if not path.is_dir():
-        pytest.skip(f"{path} not available")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -434,7 +427,7 @@ def test_dicom_seg_label(tmp_path):
 
 @pytest.mark.shared_data
 def test_real_chest_xray_pairs():
-    root = shared("chest_xray")
+    root = shared_path("chest_xray")
     records = read_image_mask_pairs(root)
     assert [r.case_id for r in records] == ["1", "2"]
     images, label, geometry = load_case(records[0])
@@ -446,7 +439,7 @@ def test_real_chest_xray_pairs():
 
 @pytest.mark.shared_data
 def test_real_brats2015_folders_and_regions():
-    root = shared("brats2015")
+    root = shared_path("brats2015")
     records = read_brats(
         root,
         patterns=BRATS_2015_PATTERNS,
@@ -465,7 +458,7 @@ def test_real_brats2015_folders_and_regions():
 
 @pytest.mark.shared_data
 def test_real_tcia_dicom_study():
-    root = shared("tcia_brain_tumor_progression")
+    root = shared_path("tcia_brain_tumor_progression")
     (record,) = read_dicom(root, PGBM_INPUTS)
     assert record.patient_id == "PGBM-001" and record.has_label
     images, label, geometry = load_case(record)
@@ -478,7 +471,7 @@ def test_real_tcia_dicom_study():
 
 @pytest.mark.shared_data
 def test_real_dicom_seg_matches_nrrd_label(tmp_path):
-    root = shared("dicom_seg_dcmqi") / "segmentations"
+    root = shared_path("dicom_seg_dcmqi") / "segmentations"
     shutil.copytree(root / "ct-3slice", tmp_path / "ct-3slice")
     shutil.copy(root / "liver.dcm", tmp_path / "liver.dcm")
     (record,) = read_dicom(tmp_path, {"ct": ["*"]})

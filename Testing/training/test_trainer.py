@@ -19,9 +19,8 @@ import yaml
 
 from Training.commands import train as train_command
 from Training.config import ScheduleConfig, config_from_dict, load_config
-from Training.data import DatasetError
+from Training.data import DatasetError, reference_labels
 from Training.loop import trainer as trainer_module
-from Training.loop.cases import training_labels
 from Training.loop.checkpoint import load_checkpoint, save_checkpoint
 from Training.loop.curves import write_history
 from Training.loop.objectives import build_loss, training_target
@@ -299,7 +298,8 @@ def test_soft_dice_matches_the_notebook_formula():
 def test_regions_become_a_nested_index_and_bad_labels_are_refused():
     brain = config_from_dict(yaml.safe_load((CONFIGS / "brain_met.yaml").read_text()))
     raw = np.array([0, 1, 2, 3, 2])  # BraTS: 1 necrosis, 2 oedema, 3 enhancing
-    nested = training_labels(raw, brain, "case")  # regions WT (1,2,3) > TC (1,3) > ET (3)
+    # Regions WT (1, 2, 3) > TC (1, 3) > ET (3).
+    nested = reference_labels(raw, brain.data, brain.model, "case")
     assert nested.tolist() == [0, 2, 1, 3, 1]
     assert training_target(torch.from_numpy(nested)[None], "sigmoid", 3)[0].tolist() == [
         [0, 1, 1, 1, 1],
@@ -310,9 +310,10 @@ def test_regions_become_a_nested_index_and_bad_labels_are_refused():
         brain, data=dataclasses.replace(brain.data, regions=((3,), (1, 3), (1, 2, 3)))
     )
     with pytest.raises(DatasetError, match="must be nested"):
-        training_labels(raw, swapped, "case")
+        reference_labels(raw, swapped.data, swapped.model, "case")
+    small = _config()
     with pytest.raises(DatasetError, match="label value 2 but the model has 1"):
-        training_labels(np.array([0, 2]), _config(), "case")
+        reference_labels(np.array([0, 2]), small.data, small.model, "case")
 
 
 class Terminal(io.StringIO):

@@ -7,6 +7,7 @@ from Training.data.labels import (
     BRATS_REGIONS,
     MERGE_LUNGS,
     labels_to_regions,
+    reference_labels,
     remap_labels,
 )
 from Training.data.layouts import (
@@ -54,6 +55,7 @@ __all__ = [
     "read_image_mask_pairs",
     "read_ovarian",
     "read_pairs",
+    "reference_labels",
     "remap_labels",
     "split_cases",
 ]

@@ -1,10 +1,14 @@
-"""Label-map conversions for training targets: value remapping and nested (sigmoid) regions."""
+"""Label-map conversions for training targets and evaluation references: value remapping and
+nested (sigmoid) regions."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
+
+from Training.data.records import DatasetError
 
 # BraTS nested regions, in the order of the sigmoid channels (whole tumour, tumour core,
 # enhancing tumour). BraTS 2015 (1 necrosis, 2 oedema, 3 non-enhancing, 4 enhancing) and
@@ -38,3 +42,41 @@ def labels_to_regions(
     if not groups:
         raise ValueError("at least one region is needed")
     return np.stack([np.isin(label, list(values)) for values in groups]).astype(np.uint8)
+
+
+def reference_labels(
+    label: np.ndarray, data: Any, manifest: Mapping[str, Any], case_id: str
+) -> np.ndarray:
+    """Label map in the model's label values (uint8): the training target, and the reference
+    an evaluation compares predictions with.
+
+    ``data.label_map`` is applied first; for sigmoid models ``data.regions`` then turns the
+    labels into the nested region index (region ``c`` = ``result >= c``). ``data`` is a
+    ``Training.config.SourceConfig`` (one source of a data section) or a single-source
+    ``DataConfig``.
+
+    Raises:
+        DatasetError: regions given for a softmax model, regions not nested, or label values
+            above the model's labels (remap them with ``label_map``).
+    """
+    if data.label_map:
+        label = remap_labels(label, data.label_map)
+    if data.regions is not None:
+        if manifest["output"]["activation"] != "sigmoid":
+            raise DatasetError("data.regions applies to sigmoid models only")
+        masks = [np.isin(label, values) for values in data.regions]
+        for c in range(1, len(masks)):
+            if np.any(masks[c] & ~masks[c - 1]):
+                raise DatasetError(
+                    f"case {case_id}: data.regions[{c}] is not inside data.regions[{c - 1}]; "
+                    "sigmoid regions must be nested"
+                )
+        label = np.sum(masks, axis=0, dtype=np.uint8)
+    n_labels = len(manifest["labels"])
+    top = int(label.max(initial=0))
+    if top > n_labels:
+        raise DatasetError(
+            f"case {case_id}: label value {top} but the model has {n_labels} label(s); "
+            "map the data's values to the model's with data.label_map"
+        )
+    return label.astype(np.uint8, copy=False)

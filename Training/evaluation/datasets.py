@@ -45,10 +45,10 @@ from Training.data import (
     BRATS_PATTERNS,
     CaseRecord,
     DatasetError,
-    remap_labels,
 )
+from Training.data.labels import reference_labels as reference_labels  # re-exported
 from Training.loop.cases import read_records, split_records
-from unetseg.host.matching import Candidate, MissingInputError, matchInputs
+from unetseg.engine.matching import Candidate, MissingInputError, match_inputs
 
 PARTS = ("all", "train", "val", "test")
 #: BraTS-style file patterns tried by ``detect_layout``: (input patterns, label pattern).
@@ -259,48 +259,6 @@ def _holds_dicom(folder: Path) -> bool:
     return False
 
 
-# ----------------------------------------------------------------------------- labels
-
-
-def reference_labels(
-    label: np.ndarray,
-    data: DataConfig | SourceConfig,
-    manifest: Mapping[str, Any],
-    case_id: str,
-) -> np.ndarray:
-    """Reference label map in the model's label values.
-
-    ``data.label_map`` is applied first; for sigmoid models ``data.regions`` then turns the
-    labels into the nested region index (region ``c`` = ``result >= c``), as in training.
-    ``data`` is a single-source data section or the case's source.
-
-    Raises:
-        DatasetError: regions given for a softmax model, regions not nested, or label values
-            above the model's labels (remap them with ``label_map``).
-    """
-    sigmoid = manifest["output"]["activation"] == "sigmoid"
-    if data.label_map:
-        label = remap_labels(label, data.label_map)
-    if data.regions is not None:
-        if not sigmoid:
-            raise DatasetError("data.regions applies to sigmoid models only")
-        masks = [np.isin(label, values) for values in data.regions]
-        for c in range(1, len(masks)):
-            if np.any(masks[c] & ~masks[c - 1]):
-                raise DatasetError(
-                    f"case {case_id}: data.regions[{c}] is not inside data.regions[{c - 1}]"
-                )
-        label = np.sum(masks, axis=0, dtype=np.uint8)
-    n_labels = len(manifest["labels"])
-    top = int(label.max(initial=0))
-    if top > n_labels:
-        raise DatasetError(
-            f"case {case_id}: reference label value {top} but the model has {n_labels} label(s); "
-            f"map the data's values to the model's with label_map in a data config"
-        )
-    return label.astype(np.uint8, copy=False)
-
-
 # ----------------------------------------------------------------------------- inputs
 
 
@@ -335,11 +293,11 @@ def model_inputs(
     if len(specs) == 1 and not chosen and len(images) == 1:
         chosen[specs[0]["name"]] = next(iter(images))
     candidates = [
-        Candidate(name=name, fileName=Path(record.image_paths[name]).name, item=name)
+        Candidate(name=name, file_name=Path(record.image_paths[name]).name, item=name)
         for name in images
     ]
     try:
-        match = matchInputs(candidates, specs, overrides=chosen)
+        match = match_inputs(candidates, specs, overrides=chosen)
     except MissingInputError as error:
         raise DatasetError(
             f"case {record.case_id}: {error}\nThe case has images {sorted(images)}: map them to "

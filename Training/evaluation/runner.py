@@ -21,6 +21,8 @@ Files written in ``out_dir``:
   minimum and maximum over cases;
 - ``metrics.json``: all of it, per case in ``compute_metrics`` form (keys = label values and
   ``"mean"``);
+- ``calibration.png``: reliability diagram (``metrics.json`` key ``calibration``: bins and
+  expected calibration error per label; ``Training.evaluation.calibration``);
 - ``overlays/*.png``, ``report.md``, ``report.html`` (``Training.evaluation.report``).
 """
 
@@ -40,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from Training.data import CaseRecord, DatasetError, load_case
+from Training.evaluation.calibration import Calibration, case_calibration, plot_reliability
 from Training.evaluation.datasets import EvaluationData, model_inputs, reference_labels
 from Training.evaluation.overlay import OverlayView, overlay_view, render_overlay
 from Training.evaluation.report import write_report
@@ -52,6 +55,7 @@ from unetseg.engine.device import describe_device
 from unetseg.engine.geometry import Geometry
 from unetseg.engine.lesions import aggregate_lesion_detection
 from unetseg.engine.metrics import DISTANCE_METRICS, OVERLAP_METRICS, compute_metrics
+from unetseg.engine.options import SegmentOptions
 from unetseg.engine.package import ModelPackage
 from unetseg.engine.predict import Segmenter
 
@@ -122,6 +126,7 @@ def evaluate(
     device: str = "auto",
     distances: bool = True,
     overlays: int = 3,
+    calibration: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``package`` on ``data`` and write the files listed in the module docstring.
 
@@ -129,6 +134,8 @@ def evaluate(
         device: ``auto``, ``cpu`` or ``cuda``.
         distances: also compute ``hd95_mm`` and ``assd_mm`` (the slow part).
         overlays: number of worst and of best cases (by mean Dice) shown in the report.
+        calibration: also score the calibration of the model's probabilities (a second,
+            probability pass per case; ``Training.evaluation.calibration``).
 
     Returns:
         The content of ``metrics.json``.
@@ -139,12 +146,14 @@ def evaluate(
     out = Path(out_dir)
     (out / "predictions").mkdir(parents=True, exist_ok=True)
     nested = package.activation == "sigmoid"
-    segmenter = Segmenter(package, device)
+    segmenter = Segmenter(package, SegmentOptions(device=device))
     extremes = _Extremes(overlays)
+    labelled = [(label.value, label.region_name) for label in package.labels]
+    calibrated = Calibration(labelled, package.activation) if calibration else None
     cases: list[dict[str, Any]] = []
     started = time.perf_counter()
     for order, record in enumerate(data.records):
-        entry, overlay_arrays = _evaluate_case(segmenter, record, data, out, distances)
+        entry, overlay_arrays = _evaluate_case(segmenter, record, data, out, distances, calibrated)
         cases.append(entry)
         dice = entry["metrics"]["mean"]["dice"]
         if extremes.wants(dice):
@@ -178,7 +187,7 @@ def evaluate(
             "sources": [source.name for source in data.data.sources],
             "cases": len(cases),
         },
-        "device": describe_device(segmenter.device),
+        "device": describe_device(segmenter.runner.device),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "elapsed_s": round(time.perf_counter() - started, 2),
         "labels": labels,
@@ -205,6 +214,10 @@ def evaluate(
         ]
         for kind, items in (("worst", worst), ("best", best))
     }
+    if calibrated is not None:
+        result_json["calibration"] = calibrated.result()
+        plot = plot_reliability(result_json["calibration"], out / "calibration.png", package.title)
+        result_json["calibration"]["plot"] = None if plot is None else plot.name
     _write_tables(out, result_json)
     write_atomically(
         out / "metrics.json", json.dumps(result_json, indent=1, allow_nan=False).encode()
@@ -219,6 +232,7 @@ def _evaluate_case(
     data: EvaluationData,
     out: Path,
     distances: bool,
+    calibrated: Calibration | None = None,
 ) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray, np.ndarray, Geometry]]:
     """Segment and score one case; saves its prediction. Returns its ``metrics.json`` entry and
     what its overlay needs (first present input, reference, prediction, geometry)."""
@@ -236,6 +250,8 @@ def _evaluate_case(
     evaluated = source.evaluated_regions() if nested else None
     result = segmenter.segment(arrays, [None if a is None else geometry for a in arrays])
     prediction = np.asarray(result.labels, dtype=np.uint8).reshape(geometry.shape)
+    if calibrated is not None:
+        case_calibration(calibrated, segmenter, arrays, geometry, label, source, record.case_id)
     file_name = f"{_safe(record.case_id)}.nii.gz"
     save_nifti(out / "predictions" / file_name, prediction, geometry, np.uint8)
     spacing = [float(s) for s in geometry.spacing]

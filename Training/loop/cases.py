@@ -35,7 +35,7 @@ from Training.data import (
     load_case,
     split_cases,
 )
-from Training.data.labels import remap_labels
+from Training.data.labels import reference_labels, remap_labels
 from Training.sampling import TrainingCase, make_training_case, save_training_case
 from unetseg.engine.preprocessing.pipeline import prepare_inputs
 from unetseg.engine.preprocessing.resampling import resample_to_geometry
@@ -164,7 +164,7 @@ def prepare_case(record: CaseRecord, config: TrainConfig) -> TrainingCase:
     prepared = prepare_inputs(arrays, [geometry] * len(arrays), config.model)
     model_geometry = prepared.model_geometry
     on_grid = resample_to_geometry(label.reshape(geometry.shape), geometry, model_geometry, order=0)
-    nested = training_labels(on_grid, config, record.case_id, source)
+    nested = reference_labels(on_grid, source, config.model, record.case_id)
     known = known_regions(on_grid, source)
     image = prepared.image if config.spatial_dims == 3 else prepared.image[:, None]
     if known is not None and config.spatial_dims == 2:
@@ -177,33 +177,6 @@ def prepare_case(record: CaseRecord, config: TrainConfig) -> TrainingCase:
         known=known,
         source=record.source,
     )
-
-
-def training_labels(
-    label: np.ndarray, config: TrainConfig, case_id: str, source: SourceConfig | None = None
-) -> np.ndarray:
-    """Apply the source's ``label_map`` and ``regions`` (default: the single source of
-    ``config.data``) and check the values fit the model."""
-    source = source or config.data.source(None)
-    if source.label_map:
-        label = remap_labels(label, source.label_map)
-    if source.regions is not None:
-        masks = [np.isin(label, values) for values in source.regions]
-        for c in range(1, len(masks)):
-            if np.any(masks[c] & ~masks[c - 1]):
-                raise DatasetError(
-                    f"case {case_id}: data.regions[{c}] is not inside data.regions[{c - 1}]; "
-                    f"sigmoid regions must be nested"
-                )
-        label = np.sum(masks, axis=0, dtype=np.uint8)
-    n_labels = len(config.model["labels"])
-    top = int(label.max(initial=0))
-    if top > n_labels:
-        raise DatasetError(
-            f"case {case_id}: label value {top} but the model has {n_labels} label(s); "
-            f"remap values with data.label_map"
-        )
-    return label.astype(np.uint8, copy=False)
 
 
 def known_regions(label: np.ndarray, source: SourceConfig) -> np.ndarray | None:

@@ -504,6 +504,7 @@ class Trainer:
                 patch,
                 self.network,
                 overlap=overlap,
+                mode="gaussian",
                 sw_batch_size=settings.sw_batch_size,
                 output="labels",
                 activation=output["activation"],

@@ -12,9 +12,11 @@ and torch-free until a torch-backed name is touched):
   ``reorient_to_canonical``, ``resample_to_spacing``, ``resample_to_geometry``, ``normalize``,
   ``crop_to_foreground``, ``body_mask``
 - inference: ``sliding_window_inference``, ``CancelToken``, ``InferenceCancelled``,
-  ``select_device``, ``Segmenter``, ``CaseSegmentation``, ``SegmentationError``
+  ``select_device``, ``SegmentOptions``, ``Segmenter``, ``CaseSegmentation``,
+  ``SegmentationError``
 - model packages: ``ModelPackage``, ``ModelPackageError``, ``load_model_package``,
   ``save_model_package``, ``list_models``, ``resolve_model``, ``validate_manifest``
+- input matching: ``match_inputs``, ``Candidate``, ``MatchResult``, ``MissingInputError``
 
 Axis order: arrays are (..., K, J, I); millimetre tuples are (I, J, K). See docs/CONVENTIONS.md.
 """
@@ -55,10 +57,12 @@ _EXPORTS = {
     ),
     "unetseg.engine.inference": ("CancelToken", "InferenceCancelled", "sliding_window_inference"),
     "unetseg.engine.device": ("select_device",),
+    "unetseg.engine.options": ("SegmentOptions",),
     "unetseg.engine.predict": ("CaseSegmentation", "SegmentationError", "Segmenter"),
     "unetseg.engine.manifest": ("ModelPackageError", "validate_manifest"),
     "unetseg.engine.package": ("ModelPackage", "load_model_package", "save_model_package"),
     "unetseg.engine.registry": ("list_models", "resolve_model"),
+    "unetseg.engine.matching": ("Candidate", "MatchResult", "MissingInputError", "match_inputs"),
 }
 _OWNER = {name: module for module, names in _EXPORTS.items() for name in names}
 

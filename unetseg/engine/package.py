@@ -14,8 +14,6 @@ import copy
 import hashlib
 import json
 import os
-import stat
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,11 @@ from unetseg.engine.manifest import (
     read_manifest,
     validate_manifest,
 )
+from unetseg.engine.weights import (
+    check_safetensors_header,
+    check_state_dict,
+    checked_weights_file,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -39,9 +42,6 @@ MANIFEST_FILE = "model.json"
 #: The package's human-readable model card (optional); kept when a package is replaced.
 MODEL_CARD_FILE = "MODEL_CARD.md"
 WEIGHTS_FILE = "weights.safetensors"
-_MAX_LISTED_KEYS = 10
-#: Largest safetensors header accepted (the safetensors library's own limit).
-MAX_HEADER_BYTES = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -126,8 +126,8 @@ class ModelPackage:
         """Return the weights file's bytes after checking them against the manifest SHA-256
         (and, before reading, that the file is inside the package and its size is the one its
         header describes)."""
-        path = _checked_weights_file(self.path, self.weights_path)
-        size = _check_safetensors_header(path)
+        path = checked_weights_file(self.path, self.weights_path)
+        size = check_safetensors_header(path)
         with path.open("rb") as f:
             data = f.read(size)
         if len(data) != size:
@@ -159,7 +159,7 @@ class ModelPackage:
                 path=self.weights_path,
             ) from None
         network = UNet(**self.manifest["network"])
-        _check_state_dict(network.state_dict(), state, self.weights_path)
+        check_state_dict(network.state_dict(), state, self.weights_path)
         network.load_state_dict(state, strict=True)
         return network.to(device).eval()
 
@@ -201,102 +201,8 @@ def load_model_package(path: str | os.PathLike[str]) -> ModelPackage:
             f"Weights file {package.weights_path.name!r} named in {manifest_path} is missing",
             path=folder,
         )
-    _check_safetensors_header(_checked_weights_file(folder, package.weights_path))
+    check_safetensors_header(checked_weights_file(folder, package.weights_path))
     return package
-
-
-def _checked_weights_file(folder: Path, weights: Path) -> Path:
-    """``weights`` resolved; ``ModelPackageError`` unless it is a regular file in ``folder``."""
-    real = weights.resolve()
-    if not real.is_relative_to(folder.resolve()):
-        raise ModelPackageError(
-            f"{weights} links to {real}, outside the package folder {folder}; weights must be "
-            "files inside the package",
-            path=weights,
-        )
-    if not stat.S_ISREG(real.stat().st_mode):
-        raise ModelPackageError(f"{weights} is not a regular file", path=weights)
-    return real
-
-
-def _check_safetensors_header(path: Path) -> int:
-    """Refuse files that are not safetensors, pickles in particular, and files whose size is
-    not the one their header describes (truncated or with extra bytes), without reading the
-    tensors; returns the size in bytes."""
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        head = f.read(9)
-        if head[:1] == b"\x80" or (head[:2] == b"PK" and _zip_holds_pickle(path)):
-            raise ModelPackageError(f"{path} is a pickle file. {PICKLE_REFUSAL}", path=path)
-        header_len = int.from_bytes(head[:8], "little") if len(head) == 9 else 0
-        if not (0 < header_len <= min(size - 8, MAX_HEADER_BYTES) and head[8:9] == b"{"):
-            raise ModelPackageError(
-                f"{path} is not a safetensors file (no safetensors header). Export the weights "
-                f"with save_model_package or safetensors.torch.save_file.",
-                path=path,
-            )
-        described = 8 + header_len + _data_bytes(path, head[8:9] + f.read(header_len - 1))
-    if described != size:
-        raise ModelPackageError(
-            f"{path} is damaged: its header describes {described} bytes but the file has "
-            f"{size} (truncated or extended). Download or export the model again.",
-            path=path,
-        )
-    return size
-
-
-def _data_bytes(path: Path, header: bytes) -> int:
-    """Size of the tensor data a safetensors header describes (end of the last tensor)."""
-    try:
-        entries = json.loads(header)
-        ends = [int(e["data_offsets"][1]) for k, e in entries.items() if k != "__metadata__"]
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        message = f"{path} has a damaged safetensors header: {exc}"
-        raise ModelPackageError(message, path=path) from None
-    return max(ends, default=0)
-
-
-def _zip_holds_pickle(path: Path) -> bool:
-    """True if ``path`` is a zip archive containing a pickle (torch.save's format)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return any(name.endswith(".pkl") for name in archive.namelist())
-    except zipfile.BadZipFile:
-        return False
-
-
-def _check_state_dict(
-    expected: Mapping[str, torch.Tensor], loaded: Mapping[str, torch.Tensor], source: Path | str
-) -> None:
-    """Raise ``ModelPackageError`` listing missing/unexpected keys and shape mismatches."""
-    missing = sorted(expected.keys() - loaded.keys())
-    unexpected = sorted(loaded.keys() - expected.keys())
-    mismatched = [
-        f"{key}: file {tuple(loaded[key].shape)}, network {tuple(expected[key].shape)}"
-        for key in sorted(expected.keys() & loaded.keys())
-        if loaded[key].shape != expected[key].shape
-    ]
-    parts = [
-        f"{title} ({len(items)}): {_abbreviate(items)}"
-        for title, items in (
-            ("missing keys", missing),
-            ("unexpected keys", unexpected),
-            ("shape mismatches", mismatched),
-        )
-        if items
-    ]
-    if parts:
-        raise ModelPackageError(
-            f"{source} does not match the 'network' section of the manifest; "
-            f"{'; '.join(parts)}. Check that section against the exported model.",
-            path=source if isinstance(source, Path) else None,
-        )
-
-
-def _abbreviate(items: list[str]) -> str:
-    shown = ", ".join(items[:_MAX_LISTED_KEYS])
-    extra = len(items) - _MAX_LISTED_KEYS
-    return f"{shown}, ... and {extra} more" if extra > 0 else shown
 
 
 def save_model_package(
@@ -346,7 +252,7 @@ def save_model_package(
     validate_manifest(manifest, source="manifest")
     with torch.device("meta"):
         described = UNet(**manifest["network"]).state_dict()
-    _check_state_dict(described, tensors, "The state dict of `network`")
+    check_state_dict(described, tensors, "The state dict of `network`")
 
     existing = _existing_package(out_dir, manifest, overwrite)
     if existing is not None:

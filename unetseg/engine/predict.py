@@ -23,10 +23,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from unetseg.engine.device import describe_device, select_device
+from unetseg.engine.backends import Runner, load_runner
+from unetseg.engine.device import describe_device
 from unetseg.engine.geometry import Geometry
 from unetseg.engine.inference import CancelToken, sliding_window_inference
 from unetseg.engine.inference.finalize import finalise_labels_
+from unetseg.engine.inference.uncertainty import with_uncertainty
+from unetseg.engine.options import SegmentOptions
 from unetseg.engine.package import ModelPackage
 from unetseg.engine.postprocessing import apply_postprocessing
 from unetseg.engine.preprocessing.pipeline import PreparedCase, prepare_inputs
@@ -58,6 +61,9 @@ class CaseSegmentation:
         timings: seconds per stage ("prepare", "inference", "restore": back to the input
             grid and the manifest's ``postprocessing``).
         device: where the network ran, in words.
+        backend: what ran it, in words (e.g. "OpenVINO 2026.4.1, float32").
+        uncertainty: with ``SegmentOptions.uncertainty``, float32 per-voxel uncertainty in
+            [0, 1] shaped like `labels` (`unetseg.engine.inference.uncertainty`), else None.
     """
 
     labels: np.ndarray
@@ -65,38 +71,31 @@ class CaseSegmentation:
     missing_inputs: list[str]
     timings: dict[str, float] = field(default_factory=dict)
     device: str = ""
+    backend: str = ""
+    uncertainty: np.ndarray | None = None
 
 
 class Segmenter:
-    """A loaded model ready to segment cases one after the other (batch runs reuse it).
+    """A model loaded for one kind of run, ready to segment cases one after the other (batch
+    runs reuse it).
 
     Args:
         package: the model package.
-        device: "auto" (CUDA when available, else CPU), "cpu" or "cuda".
-        overlap: window overlap; default the manifest's.
-        mirror_axes: spatial axes (array order) for mirroring test-time augmentation.
-        skip_background: skip the windows that hold no body/head voxel (voxels no window
-            covers get background). Exact: every other voxel is labelled as in a full run.
-        cpu_bf16: allow bfloat16 on CPUs with native support (ignored elsewhere).
+        options: how to run it (device, backend, precision, overlap, ...); checked already.
+
+    Raises:
+        RuntimeError: the device or backend asked for is not available here.
     """
 
-    def __init__(
-        self,
-        package: ModelPackage,
-        device: str = "auto",
-        *,
-        overlap: float | None = None,
-        mirror_axes: Sequence[int] | None = None,
-        skip_background: bool = True,
-        cpu_bf16: bool = False,
-    ) -> None:
+    def __init__(self, package: ModelPackage, options: SegmentOptions | None = None) -> None:
         self.package = package
-        self.device = select_device(device)
-        self.overlap = package.overlap if overlap is None else _checked_overlap(overlap)
-        self.mirror_axes = tuple(mirror_axes) if mirror_axes else None
-        self.skip_background = skip_background
-        self.cpu_bf16 = cpu_bf16
-        self.network = package.load_network(self.device)
+        self.options = options if options is not None else SegmentOptions()
+        self.runner: Runner = load_runner(package, self.options)
+
+    @property
+    def overlap(self) -> float:
+        """The window overlap of this run: the options', else the model's."""
+        return self.package.overlap if self.options.overlap is None else self.options.overlap
 
     @property
     def roi_size(self) -> tuple[int, ...]:
@@ -112,8 +111,6 @@ class Segmenter:
         *,
         progress: Progress | None = None,
         cancel: CancelToken | None = None,
-        overlap: float | None = None,
-        fast: bool = False,
     ) -> CaseSegmentation:
         """Segment one case.
 
@@ -123,23 +120,23 @@ class Segmenter:
             geometries: the matching geometries (None where the array is None).
             progress: `progress(done_windows, total_windows)`, called after every window batch.
             cancel: cancel token; cancelling raises `InferenceCancelled`.
-            overlap: window overlap for this case; default `self.overlap`.
-            fast: also keep only the fewest windows that cover the body/head bounding box
-                and allow CPU bfloat16 where native. Approximate: voxels are blended from
-                fewer windows, so some can be labelled differently (BENCHMARKS.md).
 
         Raises:
             ValueError: invalid inputs (see `prepare_inputs`).
             SegmentationError: out of memory.
             InferenceCancelled: `cancel` was cancelled.
         """
-        overlap = self.overlap if overlap is None else _checked_overlap(overlap)
         start = time.perf_counter()
         case = prepare_inputs(arrays, geometries, self.package.manifest)
         prepared = time.perf_counter()
         smooth = self._restores_logits(case)
-        values = self._infer(case, overlap, fast, progress, cancel, smooth)
+        uncertain = self.options.uncertainty
+        values = self._infer(case, progress, cancel, smooth or uncertain)
         inferred = time.perf_counter()
+        uncertainty = None
+        if uncertain:  # values: C logit channels and the uncertainty channel
+            uncertainty = case.restore_probabilities(values[-1:])[0]
+            values = values[:-1] if smooth else self._model_grid_labels(values[:-1])
         restored = self._restore(case, values, smooth)
         manifest = self.package.manifest
         apply_postprocessing(restored, case.reference_geometry, manifest, self._body(case))
@@ -153,7 +150,9 @@ class Segmenter:
                 "inference": inferred - prepared,
                 "restore": done - inferred,
             },
-            device=describe_device(self.device),
+            device=describe_device(self.runner.device),
+            backend=self.runner.describe(),
+            uncertainty=uncertainty,
         )
 
     def _body(self, case: PreparedCase) -> np.ndarray | None:
@@ -174,6 +173,14 @@ class Segmenter:
         channels = int(self.package.manifest["network"]["out_channels"])
         return channels * int(np.prod(case.reference_shape)) * 4 <= SMOOTH_RESTORE_MAX_BYTES
 
+    def _model_grid_labels(self, logits: np.ndarray) -> np.ndarray:
+        """Label map on the model grid from blended logits `(C, *model spatial)`."""
+        blended = torch.from_numpy(np.ascontiguousarray(logits))
+        labels = torch.empty(blended.shape[1:], dtype=torch.uint8)
+        threshold = self.package.threshold or 0.5
+        finalise_labels_(blended, torch.ones(()), self.package.activation, threshold, labels)
+        return labels.numpy()
+
     def _restore(self, case: PreparedCase, values: np.ndarray, logits: bool) -> np.ndarray:
         """Label map on the input grid from model-grid labels, or from model-grid logits
         `(C, *model spatial)`."""
@@ -189,38 +196,25 @@ class Segmenter:
     def _infer(
         self,
         case: PreparedCase,
-        overlap: float,
-        fast: bool,
         progress: Progress | None,
         cancel: CancelToken | None,
         logits: bool,
     ) -> np.ndarray:
         image = torch.from_numpy(case.image).unsqueeze(0)
         mask = None
-        if (self.skip_background or fast) and case.foreground_mask is not None:
+        if (self.options.skip_background or self.options.fast) and case.foreground_mask is not None:
             mask = torch.from_numpy(case.foreground_mask)
         run = functools.partial(
-            self._run,
-            image,
-            mask,
-            overlap,
-            progress=progress,
-            cancel=cancel,
-            fast=fast,
-            logits=logits,
+            self._run, image, mask, progress=progress, cancel=cancel, logits=logits
         )
         try:
-            labels = run(self.device)
+            labels = run(self.runner)
         except torch.cuda.OutOfMemoryError:
-            if self.device.type != "cuda":
+            if self.runner.device.type != "cuda":
                 raise SegmentationError(_OUT_OF_MEMORY) from None
             logger.warning("GPU out of memory: running this case on the CPU instead")
             torch.cuda.empty_cache()
-            self.network.to("cpu")
-            try:
-                labels = run(torch.device("cpu"))
-            finally:
-                self.network.to(self.device)
+            labels = run(load_runner(self.package, self.options.with_changes(device="cpu")))
         except MemoryError:
             raise SegmentationError(_OUT_OF_MEMORY) from None
         return labels[0].cpu().numpy()
@@ -229,36 +223,36 @@ class Segmenter:
         self,
         image: torch.Tensor,
         mask: torch.Tensor | None,
-        overlap: float,
-        device: torch.device,
+        runner: Runner,
+        *,
         progress: Progress | None,
         cancel: CancelToken | None,
-        *,
-        fast: bool,
         logits: bool,
     ) -> torch.Tensor:
+        axes = tuple(range(len(self.roi_size)))
+        mirror_axes = axes if self.options.mirroring else None
+        predictor: Callable[[torch.Tensor], torch.Tensor] = runner
+        if self.options.uncertainty:  # the wrapper mirrors, and adds the uncertainty channel
+            predictor = with_uncertainty(runner, axes, len(axes), self.package.activation)
+            mirror_axes = None
         return sliding_window_inference(
             image,
             self.roi_size,
-            self.network,
-            overlap=overlap,
+            predictor,
+            overlap=self.overlap,
+            mode="gaussian",
+            sw_batch_size=runner.window_batch,
             foreground_mask=mask,
-            crop_to_foreground=fast and mask is not None,
-            mirror_axes=self.mirror_axes,
+            crop_to_foreground=self.options.fast and mask is not None,
+            mirror_axes=mirror_axes,
             output="probabilities" if logits else "labels",
             activation=None if logits else self.package.activation,
-            threshold=self.package.threshold,
+            threshold=self.package.threshold or 0.5,
             progress=progress,
             cancel=cancel,
-            device=device,
-            cpu_bf16=self.cpu_bf16 or fast,
+            device=runner.device,
+            amp="off",  # the runner applies the run's precision
         )
-
-
-def _checked_overlap(overlap: float) -> float:
-    if not 0.0 <= float(overlap) < 1.0:
-        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-    return float(overlap)
 
 
 _OUT_OF_MEMORY = (

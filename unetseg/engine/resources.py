@@ -50,6 +50,23 @@ def case_memory_bytes(grid_shape: Sequence[int], manifest: Mapping[str, Any]) ->
     return math.prod(int(n) for n in grid_shape) * grid_arrays * _FLOAT_BYTES + window_bytes
 
 
+def check_window_memory(manifest: Mapping[str, Any], window_batch: int = 1) -> None:
+    """Raise ``MemoryLimitError`` when ``window_batch`` windows of the manifest's
+    ``patch_size`` (their input and two first-level feature maps) exceed the memory available:
+    checked before a network is compiled for that window shape."""
+    window = math.prod(int(p) for p in manifest["patch_size"])
+    channels = len(manifest["inputs"]) + int(manifest["network"]["filters"][0])
+    needed = window_batch * window * channels * _WINDOW_FEATURE_MAPS * _FLOAT_BYTES
+    available = available_memory_bytes()
+    if available is None or needed <= available:
+        return
+    raise MemoryLimitError(
+        f"one window would need at least {_gib(needed)} of memory, {_gib(available)} is "
+        f"available: manifest patch_size {manifest.get('patch_size')} with {window_batch} "
+        "window(s) per pass. Check the manifest's patch_size, or free memory"
+    )
+
+
 def check_case_memory(
     grid_shape: Sequence[int], manifest: Mapping[str, Any], image_spacing: Sequence[float]
 ) -> None:

@@ -13,6 +13,13 @@ import importlib.util
 TORCH_REQUIREMENT = ">=2.2"
 #: Import name -> pip requirement, for packages installed with pip.
 PIP_REQUIREMENTS = {"jsonschema": "jsonschema>=4.18", "safetensors": "safetensors>=0.4"}
+#: Import name -> pip requirement of the optional OpenVINO backend (pyproject's ``openvino``
+#: extra): offered once, when a CPU run could use it.
+OPENVINO_REQUIREMENTS = {
+    "openvino": "openvino>=2025.1",
+    "onnx": "onnx>=1.16",
+    "onnxscript": "onnxscript>=0.3",
+}
 
 
 def missingPackages(names: tuple[str, ...] = ("torch", *PIP_REQUIREMENTS)) -> list[str]:

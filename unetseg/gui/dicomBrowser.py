@@ -14,8 +14,9 @@ import qt
 import slicer
 from slicer.i18n import tr as _
 
+from unetseg.engine.matching import MatchResult
 from unetseg.gui.seriesMatching import SeriesInfo, matchStudySeries
-from unetseg.host.matching import SERIES_DESCRIPTION_ATTRIBUTE, MatchResult
+from unetseg.host.volumes import SERIES_DESCRIPTION_ATTRIBUTE
 
 
 def studySeries(database, studyUID: str) -> list[SeriesInfo]:
@@ -87,7 +88,7 @@ class StudyPickerDialog:
                 series, self.model.manifest["inputs"], self.model.modality
             )
             self.previewLabel.setText(self._previewHtml(self.match))
-        ok = self.match is not None and not self.match.missingRequired
+        ok = self.match is not None and not self.match.missing_required
         self.buttons.button(qt.QDialogButtonBox.Ok).setEnabled(ok)
 
     def _onStudyDoubleClicked(self, item, column) -> None:

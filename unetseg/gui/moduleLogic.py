@@ -3,7 +3,7 @@
 Example (Slicer Python console or ``Slicer --no-main-window --python-script``)::
 
     from BrainMetSeg import BrainMetSegLogic
-    result = BrainMetSegLogic().process("brainmet-4seq", {"t1c": t1cNode, "flair": flairNode})
+    result = BrainMetSegLogic().run("brain-tumor-mri", {"t1c": t1cNode, "flair": flairNode})
     print(result.statistics["segments"])
 
 The engine packages (torch, jsonschema) are imported when models are listed or run, not when the
@@ -26,6 +26,7 @@ from unetseg.gui.parameters import SegmentationParameterNode
 if TYPE_CHECKING:
     from unetseg.engine.inference import CancelToken
     from unetseg.engine.manifest import ModelPackageError
+    from unetseg.engine.options import SegmentOptions
     from unetseg.engine.package import ModelPackage
     from unetseg.host.logic import SegmentationJob, SegmentationResult
 
@@ -61,61 +62,85 @@ class SegmentationModuleLogic(ScriptedLoadableModuleLogic):
         searchPaths = [*default_search_paths(), *(Path(folder) for folder in extraFolders)]
         return latestVersions(self.modelFilter.select(list_models(searchPaths, errors)))
 
-    def process(
+    def run(
         self,
         model: ModelPackage | str,
         inputNodes: Mapping[str, Any],
+        options: SegmentOptions | None = None,
         *,
         outputSegmentationNode=None,
         replaceModelSegments: bool = False,
-        device: str = "auto",
-        overlap: float | None = None,
-        fast: bool = False,
+        segmentationName: str | None = None,
         progress: Callable[[int, int], None] | None = None,
         cancelToken: CancelToken | None = None,
-        waitForCompletion: bool = True,
-        segmentationName: str | None = None,
         extraFolders: Sequence[str | os.PathLike[str]] = (),
-    ) -> SegmentationResult | SegmentationJob:
-        """Segment volume nodes of ``slicer.mrmlScene`` with a model.
+    ) -> SegmentationResult:
+        """Segment volume nodes of ``slicer.mrmlScene`` with a model, now (batch scripts).
 
         Args:
             model: a model package, or a model id (optionally ``id@version``) or folder, looked
                 up in the default model folders and ``extraFolders``.
             inputNodes: manifest input name -> ``vtkMRMLScalarVolumeNode`` (None for a missing
                 optional input).
+            options: how to run the model (``SegmentOptions()`` when None).
             outputSegmentationNode: write into this segmentation; None creates one.
             replaceModelSegments: allow replacing this model's segments in it.
-            device: "auto", "cpu" or "cuda".
-            overlap: sliding-window overlap; None uses the model's.
-            fast: faster but approximate (fewest windows covering the body/head box, CPU bf16).
-            progress: ``progress(doneWindows, totalWindows)``, called from the engine thread.
-            cancelToken: ``unetseg.engine.inference.CancelToken`` to stop a blocking run.
-            waitForCompletion: True returns a ``SegmentationResult``; False a started
-                ``SegmentationJob`` (poll ``isDone()``, then ``finish()`` on this thread).
             segmentationName: name of a new segmentation; default "<reference> - <model>".
+            progress: ``progress(doneWindows, totalWindows)``, called from the engine thread.
+            cancelToken: ``unetseg.engine.inference.CancelToken`` to stop the run.
 
-        See ``unetseg.host.logic.SegmentationLogic.process`` for errors raised.
+        See ``unetseg.host.logic.SegmentationLogic.run`` for errors raised.
         """
+        return self._hostLogic().run(
+            self._package(model, extraFolders),
+            inputNodes,
+            options,
+            outputSegmentationNode=outputSegmentationNode,
+            replaceModelSegments=replaceModelSegments,
+            segmentationName=segmentationName,
+            progress=progress,
+            cancelToken=cancelToken,
+        )
+
+    def start(
+        self,
+        model: ModelPackage | str,
+        inputNodes: Mapping[str, Any],
+        options: SegmentOptions | None = None,
+        *,
+        outputSegmentationNode=None,
+        replaceModelSegments: bool = False,
+        segmentationName: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        extraFolders: Sequence[str | os.PathLike[str]] = (),
+    ) -> SegmentationJob:
+        """As ``run``, on a worker thread (GUI): poll ``isDone()``, then call ``finish()``
+        on this thread. See ``unetseg.host.logic.SegmentationLogic.start``."""
+        return self._hostLogic().start(
+            self._package(model, extraFolders),
+            inputNodes,
+            options,
+            outputSegmentationNode=outputSegmentationNode,
+            replaceModelSegments=replaceModelSegments,
+            segmentationName=segmentationName,
+            progress=progress,
+        )
+
+    @staticmethod
+    def _package(
+        model: ModelPackage | str, extraFolders: Sequence[str | os.PathLike[str]]
+    ) -> ModelPackage:
         from unetseg.engine.registry import default_search_paths, resolve_model
+
+        if not isinstance(model, str):
+            return model
+        searchPaths = [*default_search_paths(), *(Path(folder) for folder in extraFolders)]
+        return resolve_model(model, searchPaths)
+
+    def _hostLogic(self):
         from unetseg.host.logic import SegmentationLogic
 
-        if isinstance(model, str):
-            searchPaths = [*default_search_paths(), *(Path(folder) for folder in extraFolders)]
-            model = resolve_model(model, searchPaths)
         if self._segmentationLogic is None:
             # Kept between runs: it caches the loaded networks.
             self._segmentationLogic = SegmentationLogic(slicer.mrmlScene)
-        return self._segmentationLogic.process(
-            model,
-            inputNodes,
-            outputSegmentationNode=outputSegmentationNode,
-            replaceModelSegments=replaceModelSegments,
-            device=device,
-            overlap=overlap,
-            fast=fast,
-            progress=progress,
-            cancelToken=cancelToken,
-            waitForCompletion=waitForCompletion,
-            segmentationName=segmentationName,
-        )
+        return self._segmentationLogic

@@ -10,7 +10,6 @@ stays responsive and the Segment button turns into Cancel.
 from __future__ import annotations
 
 import logging
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,20 +20,18 @@ from slicer.i18n import tr as _
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
-from unetseg.gui import dicomBrowser, resultsView, torchSetup
+from unetseg.engine.matching import MatchResult, match_inputs
+from unetseg.engine.options import MAX_OVERLAP
+from unetseg.gui import dicomBrowser, torchSetup
 from unetseg.gui.dependencies import PIP_REQUIREMENTS
-from unetseg.gui.jobPoller import JobPoller
 from unetseg.gui.modelCatalog import modelSummaryHtml
 from unetseg.gui.parameters import INPUT_SLOTS, SegmentationParameterNode
-from unetseg.host.matching import (
-    SERIES_DESCRIPTION_ATTRIBUTE,
-    MatchResult,
-    describeVolume,
-    matchInputs,
-)
+from unetseg.gui.runControls import RunControlsMixin
+from unetseg.host.volumes import SERIES_DESCRIPTION_ATTRIBUTE, describeVolume
 
 if TYPE_CHECKING:
     from unetseg.engine.package import ModelPackage
+    from unetseg.gui.jobPoller import JobPoller
     from unetseg.gui.moduleLogic import SegmentationModuleLogic
 
 PANEL_UI = Path(__file__).parent / "Resources" / "UI" / "SegmentationPanel.ui"
@@ -50,8 +47,9 @@ NON_IMAGE_VOLUMES = (
 )
 
 
-class SegmentationModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Model choice, input slots, output, device, Segment/Cancel, progress and results."""
+class SegmentationModuleWidget(RunControlsMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Model choice, input slots, output and options; Segment/Cancel, progress and results
+    come from ``RunControlsMixin``."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -241,7 +239,7 @@ class SegmentationModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         if model.id != self._parameterNode.modelId:  # a different model: its defaults, new inputs
             with slicer.util.NodeModify(self._parameterNode):
                 self._parameterNode.modelId = model.id
-                self._parameterNode.overlap = min(model.overlap, 0.95)
+                self._parameterNode.overlap = min(model.overlap, MAX_OVERLAP)
                 for name in SLOT_PARAMETERS:
                     self._parameterNode.setValue(name, None)
         self._configureSlots(model)
@@ -339,15 +337,15 @@ class SegmentationModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
             self._setStatus(_("Load images first (Add Data, or 'Load from DICOM database...')."))
             return
         candidates = [describeVolume(node, self._seriesDescription(node)) for node in volumes]
-        match = matchInputs(candidates, model.inputs, raiseOnMissing=False)
+        match = match_inputs(candidates, model.inputs, raise_on_missing=False)
         self._setInputNodes(model, match.assigned)
         self._setStatus(self._matchMessage(model, match))
 
     def _matchMessage(self, model: ModelPackage, match: MatchResult) -> str:
         titles = {spec.name: spec.title for spec in model.inputs}
         messages = []
-        if match.missingRequired:
-            missing = ", ".join(titles[name] for name in match.missingRequired)
+        if match.missing_required:
+            missing = ", ".join(titles[name] for name in match.missing_required)
             messages.append(
                 _("No volume found for {inputs}: select it by hand.").format(inputs=missing)
             )
@@ -390,96 +388,6 @@ class SegmentationModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
             if missing
             else _("Segment the inputs with {model}.").format(model=model.title)
         )
-
-    def onSegmentButton(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            self.ui.segmentButton.enabled = False
-            self._setStatus(_("Cancelling..."))
-            return
-        if not (torchSetup.ensurePipPackages() and torchSetup.ensureTorch()):
-            return
-        model = self._currentModel()
-        parameters = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("Segmentation could not start."), waitCursor=True):
-            job = self.logic.process(
-                model,
-                self._inputNodes(model),
-                outputSegmentationNode=parameters.outputSegmentation,
-                replaceModelSegments=parameters.replaceExisting,
-                device=parameters.device,
-                overlap=parameters.overlap,
-                fast=parameters.fast,
-                waitForCompletion=False,
-            )
-        self._discardResult = False
-        self._poller = JobPoller(job, self._onProgress, self._onJobDone)
-        self._setRunning(True)
-        self._setStatus(_("Segmenting with {model}...").format(model=model.title))
-
-    def _setRunning(self, running: bool) -> None:
-        for widget in (
-            self.ui.modelCollapsibleButton,
-            self.ui.inputsCollapsibleButton,
-            self.ui.outputCollapsibleButton,
-            self.ui.advancedCollapsibleButton,
-        ):
-            widget.enabled = not running
-        self.ui.segmentButton.text = _("Cancel") if running else _("Segment")
-        self.ui.segmentButton.enabled = True
-        self.ui.progressBar.setRange(0, 0)  # busy until the engine reports its windows
-        self.ui.progressBar.setVisible(running)
-        if not running:
-            self._checkCanApply()
-
-    def _onProgress(self, done: int, total: int) -> None:
-        if total > 0:
-            self.ui.progressBar.setRange(0, total)
-            self.ui.progressBar.setValue(done)
-
-    def _onJobDone(self, job) -> None:
-        from unetseg.engine.inference import InferenceCancelled
-
-        self._poller = None
-        self._setRunning(False)
-        if self._discardResult:
-            return
-        try:
-            with slicer.util.WaitCursor():
-                result = job.finish()
-        except InferenceCancelled:
-            self._setStatus(_("Cancelled."))
-            return
-        except Exception as error:
-            logging.error("UNetSeg segmentation failed:\n%s", traceback.format_exc())
-            self._setStatus(_("Failed: {error}").format(error=error))
-            slicer.util.errorDisplay(
-                _("Segmentation failed.") + f"\n\n{error}", detailedText=traceback.format_exc()
-            )
-            return
-        self._showResult(result)
-
-    def _showResult(self, result) -> None:
-        resultsView.showSegments(self.ui.segmentsTable, result.statistics)
-        self._lesionCentroids = resultsView.showLesions(self.ui.lesionsTable, result.statistics)
-        self.ui.resultsCollapsibleButton.collapsed = False
-        logging.info("UNetSeg timings (s): %s", {k: round(v, 2) for k, v in result.timings.items()})
-        status = _("Done in {seconds:.1f} s on {device}.").format(
-            seconds=result.timings.get("total", 0.0), device=result.device
-        )
-        if result.missingOptionalInputs:
-            model = self._currentModel()  # the panel is disabled while a job runs
-            titles = {spec.name: spec.title for spec in model.inputs} if model else {}
-            missing = ", ".join(titles.get(n, n) for n in result.missingOptionalInputs)
-            status += " " + _(
-                "Run without the optional input(s) {inputs}: the result may be less accurate."
-            ).format(inputs=missing)
-        self._setStatus(status)
-
-    def onLesionDoubleClicked(self, row: int, column: int) -> None:
-        if 0 <= row < len(self._lesionCentroids):
-            r, a, s = self._lesionCentroids[row]
-            slicer.modules.markups.logic().JumpSlicesToLocation(r, a, s, True)
 
     def _setStatus(self, text: str) -> None:
         self.ui.statusLabel.text = text

@@ -9,11 +9,10 @@ from typing import Annotated
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 
+from unetseg.engine.options import BACKENDS, DEVICES, MAX_OVERLAP, PRECISIONS, SegmentOptions
+
 #: Number of input selectors in the panel; models with more inputs are not offered.
 INPUT_SLOTS = 4
-
-#: Device names understood by the engine ("cuda" = first GPU).
-DEVICES = ("auto", "cpu", "cuda")
 
 #: Fields set by code rather than bound to a widget: ``modelId`` follows the model combo box,
 #: whose items (bundled and user models) are only known at run time, while the parameter node
@@ -25,10 +24,8 @@ INTERNAL_PARAMETERS = ("modelId",)
 class SegmentationParameterNode:
     """
     modelId: id of the selected model package (highest installed version is used).
-    device: "auto" (GPU when usable), "cpu" or "cuda".
-    overlap: sliding-window overlap; set to the model's default when a model is chosen.
-    fast: approximate but faster inference (fewest windows covering the body/head box, CPU
-        bfloat16).
+    device, backend, overlap, fast, precision, uncertainty: the run's ``SegmentOptions``
+        (overlap is set to the model's default when a model is chosen).
     input0, input1, input2, input3: volumes for the model's inputs, in manifest order; slots
         beyond the model's inputs are hidden and empty.
     outputSegmentation: segmentation to write into; None creates a new one.
@@ -37,11 +34,26 @@ class SegmentationParameterNode:
 
     modelId: str = ""
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
-    overlap: Annotated[float, WithinRange(0.0, 0.95)] = 0.5
+    backend: Annotated[str, Choice(list(BACKENDS))] = "auto"
+    overlap: Annotated[float, WithinRange(0.0, MAX_OVERLAP)] = 0.5
     fast: bool = False
+    precision: Annotated[str, Choice(list(PRECISIONS))] = "auto"
+    uncertainty: bool = False
     input0: vtkMRMLScalarVolumeNode
     input1: vtkMRMLScalarVolumeNode
     input2: vtkMRMLScalarVolumeNode
     input3: vtkMRMLScalarVolumeNode
     outputSegmentation: vtkMRMLSegmentationNode
     replaceExisting: bool = False
+
+
+def segmentOptions(parameters: SegmentationParameterNode) -> SegmentOptions:
+    """The run's options as set in the panel."""
+    return SegmentOptions(
+        device=parameters.device,
+        backend=parameters.backend,
+        overlap=parameters.overlap,
+        fast=parameters.fast,
+        precision=parameters.precision,
+        uncertainty=parameters.uncertainty,
+    )

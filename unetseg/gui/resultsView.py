@@ -1,9 +1,4 @@
-"""Filling the panel's results tables from ``SegmentationResult.statistics``.
-
-``statistics`` is ``unetseg.host.report.segmentStatistics`` output: ``segments`` (name,
-volume_ml, and area_mm2 for single-slice images) and, for lesion models, ``lesions`` (index,
-volume_ml, centroid_ras, label_volumes_ml), largest lesion first.
-"""
+"""Filling the panel's results tables (Qt) with the rows of ``resultsRows``."""
 
 from __future__ import annotations
 
@@ -13,9 +8,11 @@ from typing import Any
 import qt
 from slicer.i18n import tr as _
 
+from unetseg.gui import resultsRows
+
 
 def _item(value: Any) -> qt.QTableWidgetItem:
-    text = f"{value:.2f}" if isinstance(value, float) else str(value)
+    text = f"{value:.2f}" if isinstance(value, float) else "" if value is None else str(value)
     item = qt.QTableWidgetItem(text)
     if not isinstance(value, str):
         item.setTextAlignment(qt.Qt.AlignRight | qt.Qt.AlignVCenter)
@@ -35,31 +32,26 @@ def _fill(table, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 def showSegments(table, statistics: Mapping[str, Any]) -> None:
     """One row per segment: name, then its volume in mL, or its area in cm² for a single-slice
-    image (a radiograph has no thickness to make a volume of)."""
-    segments = statistics["segments"]
-    if segments and "area_mm2" in segments[0]:
-        rows = [(s["name"], float(s["area_mm2"]) / 100.0) for s in segments]
-        _fill(table, [_("Segment"), _("Area (cm²)")], rows)
-    else:
-        rows = [(s["name"], float(s["volume_ml"])) for s in segments]
-        _fill(table, [_("Segment"), _("Volume (mL)")], rows)
+    image (a radiograph has no thickness to make a volume of), and its mean uncertainty when
+    the run scored it."""
+    size = _("Area (cm²)") if resultsRows.isSingleSlice(statistics) else _("Volume (mL)")
+    header = [_("Segment"), size]
+    if resultsRows.isScored(statistics["segments"]):
+        header.append(_("Mean uncertainty"))
+    _fill(table, header, resultsRows.segmentRows(statistics))
 
 
 def showLesions(table, statistics: Mapping[str, Any]) -> list[tuple[float, float, float]]:
-    """One row per lesion: number, volume in mL, then the mL of each label inside it.
+    """One row per lesion: number, volume in mL, its labels, and when scored its mean
+    uncertainty and "low confidence".
 
     Returns:
         The lesions' centroids (R, A, S) in mm, by row, to jump the views to.
     """
-    lesions = statistics.get("lesions", [])
-    labelNames = [segment["name"] for segment in statistics["segments"]]
-    header = [_("Lesion"), _("Volume (mL)")] + [
-        _("{label} (mL)").format(label=name) for name in labelNames
-    ]
-    rows = [
-        [lesion["index"], float(lesion["volume_ml"])]
-        + [float(lesion["label_volumes_ml"].get(name, 0.0)) for name in labelNames]
-        for lesion in lesions
-    ]
+    header = [_("Lesion"), _("Volume (mL)"), _("Labels")]
+    rows = resultsRows.lesionRows(statistics)
+    if resultsRows.isScored(statistics.get("lesions", [])):
+        header += [_("Mean uncertainty"), _("Confidence")]
+        rows = [[*row[:-1], _("low") if row[-1] else ""] for row in rows]
     _fill(table, header, rows)
-    return [tuple(lesion["centroid_ras"]) for lesion in lesions]
+    return resultsRows.lesionCentroids(statistics)

@@ -29,7 +29,7 @@ def runSampleCase(
     omit: Sequence[str] = (),
 ) -> Any:
     """Segment phantoms of ``sample``'s inputs (except the optional inputs in ``omit``) with
-    ``logic.process`` as the panel does (background job, polled with ``wait``), check the
+    ``logic.start`` as the panel does (background job, polled with ``wait``), check the
     result with ``testCase``'s assertions, then check re-running into the same node.
 
     Returns:
@@ -46,7 +46,7 @@ def runSampleCase(
         array, geometry = sample.phantom(seed)
         inputNodes[spec.name] = addVolumeFromArray(scene, array, geometry, f"{spec.name} phantom")
 
-    job = logic.process(model, inputNodes, waitForCompletion=False)
+    job = logic.start(model, inputNodes)
     while not job.isDone():
         wait()
     done, total = job.progress
@@ -67,7 +67,7 @@ def runSampleCase(
     testCase.assertLessEqual(totalMl, phantomMl * (1 + 1e-6))
     testCase.assertEqual("lesions" in result.statistics, model.lesion_analysis)
     testCase.assertEqual(
-        list(result.missingOptionalInputs), [i.name for i in model.inputs if i.name in omit]
+        list(result.missingInputs), [i.name for i in model.inputs if i.name in omit]
     )
     testCase.assertGreater(result.timings["total"], 0.0)
     testCase.assertTrue(result.device)
@@ -75,8 +75,8 @@ def runSampleCase(
     # Re-running into the same node replaces this model's segments and needs permission.
     node = result.segmentationNode
     with testCase.assertRaises(SegmentationExistsError):
-        logic.process(model, inputNodes, outputSegmentationNode=node)
-    again = logic.process(model, inputNodes, outputSegmentationNode=node, replaceModelSegments=True)
+        logic.run(model, inputNodes, outputSegmentationNode=node)
+    again = logic.run(model, inputNodes, outputSegmentationNode=node, replaceModelSegments=True)
     testCase.assertIs(again.segmentationNode, node)
     testCase.assertEqual(segmentation.GetNumberOfSegments(), len(labelNames))
     return result

@@ -2,7 +2,7 @@
 
 The study picker lists the series of a study from Slicer's DICOM database; only image series of
 a modality the model accepts are candidates, and they are assigned to the model's inputs by
-``unetseg.host.matching.matchInputs`` on their SeriesDescription, so the same rules as for
+``unetseg.engine.matching.match_inputs`` on their SeriesDescription, so the same rules as for
 loaded volumes apply (the most specific pattern wins, each series feeds one input).
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from unetseg.host.matching import Candidate, MatchResult, matchInputs
+from unetseg.engine.matching import Candidate, MatchResult, match_inputs
 
 #: Chest radiographs are stored as CR or DX depending on the detector; a model for one reads both.
 _EQUIVALENT_MODALITIES = {"CR": ("CR", "DX"), "DX": ("CR", "DX")}
@@ -51,12 +51,12 @@ def matchStudySeries(
 
     Returns:
         ``MatchResult`` whose ``assigned`` values are ``SeriesInfo`` objects; missing required
-        inputs are listed in ``missingRequired`` (no exception).
+        inputs are listed in ``missing_required`` (no exception).
     """
     accepted = acceptedModalities(modelModality)
     candidates = [
-        Candidate(name=info.description, seriesDescription=info.description, item=info)
+        Candidate(name=info.description, series_description=info.description, item=info)
         for info in series
         if not info.modality or info.modality in accepted
     ]
-    return matchInputs(candidates, inputSpecs, raiseOnMissing=False)
+    return match_inputs(candidates, inputSpecs, raise_on_missing=False)

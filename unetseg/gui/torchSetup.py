@@ -9,10 +9,19 @@ from __future__ import annotations
 import importlib
 import logging
 
+import qt
 import slicer
 from slicer.i18n import tr as _
 
-from unetseg.gui.dependencies import PIP_REQUIREMENTS, TORCH_REQUIREMENT, missingPackages
+from unetseg.gui.dependencies import (
+    OPENVINO_REQUIREMENTS,
+    PIP_REQUIREMENTS,
+    TORCH_REQUIREMENT,
+    missingPackages,
+)
+
+#: QSettings key remembering that the user declined OpenVINO (not asked again).
+OPENVINO_DECLINED_SETTING = "UNetSeg/OpenVinoDeclined"
 
 
 def ensurePipPackages() -> bool:
@@ -59,4 +68,27 @@ def ensureTorch() -> bool:
         torch.__version__,
         torch.cuda.is_available(),
     )
+    return True
+
+
+def offerOpenVino(backend: str, device: str) -> bool:
+    """Before a run: when it could use OpenVINO on the CPU (backend "auto" or "openvino", device
+    not CUDA) and OpenVINO is missing, ask once whether to install it. Returns False only when
+    the run cannot go on (backend "openvino" and the user declines); "auto" then uses torch."""
+    missing = missingPackages(tuple(OPENVINO_REQUIREMENTS))
+    if not missing or backend == "torch" or device.startswith("cuda"):
+        return True
+    settings = qt.QSettings()
+    if backend == "auto" and settings.value(OPENVINO_DECLINED_SETTING, False) in (True, "true"):
+        return True
+    question = _(
+        "OpenVINO runs the models on the CPU about twice as fast as PyTorch. Install it now "
+        "from the Python Package Index ({packages}, about 60 MB)?"
+    ).format(packages=", ".join(OPENVINO_REQUIREMENTS[name] for name in missing))
+    if not slicer.util.confirmYesNoDisplay(question, windowTitle=_("Faster CPU segmentation")):
+        settings.setValue(OPENVINO_DECLINED_SETTING, True)
+        return backend == "auto"
+    with slicer.util.WaitCursor():
+        slicer.util.pip_install([OPENVINO_REQUIREMENTS[name] for name in missing])
+    importlib.invalidate_caches()
     return True

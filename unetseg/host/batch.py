@@ -11,8 +11,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,71 +20,31 @@ import slicer
 
 from unetseg.atomic import atomic_path, write_new_file
 from unetseg.engine.geometry import Geometry
-from unetseg.engine.package import MANIFEST_FILE, ModelPackage
+from unetseg.engine.options import SegmentOptions
+from unetseg.engine.package import ModelPackage
 from unetseg.engine.plausibility import intensity_warning, modality_warning
 from unetseg.engine.preprocessing.resampling import resample_to_geometry
 from unetseg.engine.registry import resolve_model
 from unetseg.host import exports
-from unetseg.host.dicom_series import DicomSeries, discoverSeries, loadSeries
+from unetseg.host.dicom_series import DicomSeries
 from unetseg.host.logic import Progress, SegmentationLogic, SegmentationResult
-from unetseg.host.matching import (
-    SERIES_DESCRIPTION_ATTRIBUTE,
-    Candidate,
-    MissingInputError,
-    matchInputs,
-)
 from unetseg.host.report import roundedStatistics
-from unetseg.host.scene_io import loadVolume, newScene, writeSegmentationFile
-from unetseg.host.volumes import addVolumeFromArray, volumeGeometry, volumeToArray
+from unetseg.host.scene_io import newScene, writeSegmentationFile
+from unetseg.host.sources import (
+    Source,
+    describeInput,
+    findSources,
+    inputFiles,
+    inputWarnings,
+    loadSource,
+    matchSources,
+    overrideSource,
+)
+from unetseg.host.volumes import (
+    volumeGeometry,
+    volumeToArray,
+)
 from unetseg.outputs import reserve_outputs
-
-#: Image files in a case folder that are candidate inputs (2D images only when given as files).
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-#: 2D images that Slicer's archetype reader cannot open without the app: read with Pillow.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-SERIES_UID_ATTRIBUTE = "DICOM.SeriesInstanceUID"
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where one candidate volume comes from: a file or a DICOM series."""
-
-    path: Path
-    series: DicomSeries | None = None
-
-    def nodeName(self) -> str:
-        if self.series is None:
-            return _stem(self.path)
-        return self.series.seriesDescription or self.series.label
-
-    def describe(self) -> str:
-        if self.series is None:
-            return str(self.path)
-        return f"{self.path} [DICOM series {self.series.label}, {self.series.seriesInstanceUID}]"
-
-    def summary(self) -> str:
-        """Short description for error messages: the file, or the series' number,
-        description and modality."""
-        if self.series is None:
-            return str(self.path)
-        return f"DICOM series {self.series.label} in {self.path}"
-
-    def candidate(self) -> Candidate:
-        """Matching descriptor: file name for files, SeriesDescription for series (a series
-        without one matches no pattern)."""
-        if self.series is None:
-            return Candidate(self.nodeName(), self.path.name, "", self)
-        description = self.series.seriesDescription
-        return Candidate(description, "", description, self)
-
-    def isNamed(self, text: str) -> bool:
-        """True if ``text`` (lower case) is the file's name or stem, or the series' number,
-        SeriesDescription or SeriesInstanceUID."""
-        if self.series is None:
-            return text in (self.path.name.lower(), _stem(self.path).lower())
-        series = self.series
-        number = "" if series.seriesNumber is None else str(series.seriesNumber)
-        return text in (number, series.seriesDescription.lower(), series.seriesInstanceUID.lower())
 
 
 def hostScene():
@@ -93,164 +52,6 @@ def hostScene():
     if getattr(slicer, "app", None) is not None:
         return slicer.mrmlScene
     return newScene()
-
-
-def findSources(paths: Sequence[str | Path], exclude: Collection[Path] = ()) -> list[Source]:
-    """One source per file, and per image file (``VOLUME_SUFFIXES``) directly in each folder
-    and image series found in it (DICOM, SEG excluded); files found in folders that are in
-    ``exclude`` (the run's own outputs) are left out."""
-    excluded = {path.resolve() for path in exclude}
-    sources = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = folderSources(path)
-            sources += [
-                s for s in found if s.series is not None or s.path.resolve() not in excluded
-            ]
-        elif path.is_file():
-            sources.append(Source(path))
-        else:
-            raise FileNotFoundError(f"Input not found: {path}")
-    return list(dict.fromkeys(sources))  # a file given and also found in a given folder
-
-
-def folderSources(folder: Path) -> list[Source]:
-    """The image files directly in ``folder`` (a NIfTI case folder) and the DICOM image
-    series under it.
-
-    Raises:
-        FileNotFoundError: the folder holds neither.
-    """
-    files = [Source(path) for path in sorted(folder.iterdir()) if _isVolumeFile(path)]
-    series = [Source(folder, item) for item in discoverSeries(folder) if not item.isSeg]
-    if not files and not series:
-        raise FileNotFoundError(
-            f"No image files ({', '.join(VOLUME_SUFFIXES)}) or DICOM image series found in "
-            f"folder {folder}"
-        )
-    return files + series
-
-
-def _isVolumeFile(path: Path) -> bool:
-    """A visible image file that may be a model input (``.seg.nrrd`` results are not)."""
-    name = path.name.lower()
-    return (
-        path.is_file()
-        and not name.startswith(".")
-        and name.endswith(VOLUME_SUFFIXES)
-        and not name.endswith(".seg.nrrd")
-    )
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".nii.gz", ".seg.nrrd"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
-def _overrideSource(inputName: str, value: str | Path, sources: list[Source]) -> Source:
-    """The source a ``--map`` value names: a file path, a folder holding one image, or the
-    file name, series number, SeriesDescription or SeriesInstanceUID of one input.
-
-    Raises:
-        ValueError: it names none or several (the message lists the candidates found).
-        FileNotFoundError: a folder without images.
-    """
-    path = Path(value)
-    if path.is_file():
-        same = [s for s in sources if s.series is None and s.path.resolve() == path.resolve()]
-        return same[0] if same else Source(path)
-    if path.is_dir():
-        named = folderSources(path)
-        where = f"the folder holds {len(named)} images"
-    else:
-        text = str(value).strip().lower()
-        named = [source for source in sources if source.isNamed(text)]
-        where = f"{len(named) or 'no'} file or DICOM series match(es) it"
-    if len(named) != 1:
-        raise ValueError(
-            f"--map {inputName}={value}: {where}; give a file, a folder of one image, or the "
-            "file name, series number, SeriesDescription or SeriesInstanceUID of exactly one "
-            f"of: {_listSources(named or sources)}"
-        )
-    return next((source for source in sources if source == named[0]), named[0])
-
-
-def _listSources(sources: Sequence[Source]) -> str:
-    """The sources as a one-line list for error messages."""
-    return "; ".join(source.summary() for source in sources) or "(none)"
-
-
-def _match(
-    package: ModelPackage, sources: list[Source], chosen: Mapping[str, Source]
-) -> dict[str, Source]:
-    """Input name -> source, in manifest order (``matching.matchInputs``).
-
-    Raises:
-        ValueError: a required input matched nothing, or an input matched several sources
-            equally well; the message lists the sources found and the ``--map`` to give.
-    """
-    try:
-        match = matchInputs([s.candidate() for s in sources], package.inputs, overrides=chosen)
-    except MissingInputError as error:
-        missing = "; ".join(
-            f"'{name}' ({title}: names or series descriptions like {list(patterns)})"
-            for name, title, patterns in error.inputs
-        )
-        first = error.inputs[0][0]
-        raise ValueError(
-            f"Missing required input(s) {missing}. Found: {_listSources(sources)}. Choose with "
-            f"--map {first}=PATH_OR_SERIES (a file, a folder, a file name, a series number, "
-            "a SeriesDescription or a SeriesInstanceUID)"
-        ) from None
-    _refuseAmbiguous(match.assigned, match.ambiguous)
-    return {
-        spec.name: match.assigned[spec.name]
-        for spec in package.inputs
-        if spec.name in match.assigned
-    }
-
-
-def loadSource(scene, source: Source, name: str):
-    """Volume node for a file or DICOM series (DICOM attributes kept for matching and SEG)."""
-    if source.series is not None:
-        array, geometry = loadSeries(source.series)
-        node = addVolumeFromArray(scene, array, geometry, name)
-        node.SetAttribute(SERIES_DESCRIPTION_ATTRIBUTE, source.series.seriesDescription)
-        node.SetAttribute(SERIES_UID_ATTRIBUTE, source.series.seriesInstanceUID)
-        return node
-    if source.path.suffix.lower() in IMAGE_SUFFIXES:
-        array = _readImage2d(source.path)
-        # Placed as ITK and Slicer place a 2D image without spacing: 1 mm pixels, LPS axes.
-        geometry = Geometry(np.diag([-1.0, -1.0, 1.0, 1.0]), array.shape)
-        return addVolumeFromArray(scene, array, geometry, name)
-    return loadVolume(scene, source.path, name)
-
-
-def _readImage2d(path: Path) -> np.ndarray:
-    """A 2D image file as a `(1, J, I)` float32 array (RGB -> luminance), 1 mm pixels."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("F"), dtype=np.float32)
-    except (OSError, UnidentifiedImageError) as error:
-        raise ValueError(f"Cannot read image {path}: {error}") from error
-    # J = row, I = column; 2D models take the pixel grid as stored (no reorientation).
-    return array[np.newaxis]
-
-
-def _describeInput(source: Source, automatic: bool) -> dict[str, Any]:
-    entry: dict[str, Any] = {"path": str(source.path), "matched": "auto" if automatic else "map"}
-    if source.series is not None:
-        entry["series_number"] = source.series.seriesNumber
-        entry["series_description"] = source.series.seriesDescription
-        entry["modality"] = source.series.modality
-        entry["series_instance_uid"] = source.series.seriesInstanceUID
-    return entry
 
 
 def segmentFiles(
@@ -262,9 +63,7 @@ def segmentFiles(
     summary: str | Path | None = None,
     preview: str | Path | None = None,
     statistics: str | Path | None = None,
-    device: str = "auto",
-    overlap: float | None = None,
-    fast: bool = False,
+    options: SegmentOptions | None = None,
     overrides: Mapping[str, str | Path] | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
@@ -299,7 +98,7 @@ def segmentFiles(
         statistics: also write a CSV of segment sizes and intensity statistics per input
             (``exports.statisticsCsvBytes``), and for lesion models the lesion table as
             ``<stem>_lesions.csv``.
-        fast: faster but approximate (see ``SegmentationLogic.process``).
+        options: how to run the model (``SegmentOptions()`` when None).
         overrides: input name -> file path, folder of one image, or the file name, series
             number, SeriesDescription or SeriesInstanceUID of one candidate; taken before
             automatic matching.
@@ -317,12 +116,13 @@ def segmentFiles(
         Summary: model, matched inputs (``{"path", "matched": "auto"|"map"}`` plus the series
         number, description, modality and UID for DICOM), unused inputs, missing optional
         inputs, ``warnings`` about the inputs used (DICOM series problems; inputs whose
-        DICOM Modality or intensities are not the model's), the device, ``fast``, timings
+        DICOM Modality or intensities are not the model's), the device, the backend, the
+        run's ``options`` (and ``fast`` among them at the top level), timings
         per stage in s ("discover", "load", the logic's stages, "dicom_seg", "preview",
         "exports" (NIfTI, masks, CSV) when written, "save", "total" wall time), per-segment
         volumes and lesion table (``statistics``), output paths by kind ("seg_nrrd",
         "nifti", "nifti_sidecar", "segment_folder", "statistics_csv", "lesions_csv",
-        "dicom_seg", "preview").
+        "dicom_seg", "preview", and "uncertainty" with ``options.uncertainty``).
 
     Raises:
         ValueError, FileNotFoundError, OSError: bad arguments, outputs or inputs (unreadable,
@@ -338,19 +138,22 @@ def segmentFiles(
     statistics = None if statistics is None else Path(statistics)
     package = model if isinstance(model, ModelPackage) else resolve_model(model)
 
-    files = exports.plannedFiles(outputs, package.labels, statistics, package.lesion_analysis)
+    uncertainty = bool(options and options.uncertainty)
+    files = exports.plannedFiles(
+        outputs, package.labels, statistics, package.lesion_analysis, uncertainty
+    )
     files |= {"--dicom-seg": dicomSeg, "--summary": summary, "--preview": preview}
     sources = findSources(inputs, exclude=[Path(p) for p in files.values() if p is not None])
     chosen = {
-        name: _overrideSource(name, value, sources) for name, value in (overrides or {}).items()
+        name: overrideSource(name, value, sources) for name, value in (overrides or {}).items()
     }
     sources += [s for s in chosen.values() if s not in sources]
-    assigned = _match(package, sources, chosen)
+    assigned = matchSources(package, sources, chosen)
     referenceName = next(spec.name for spec in package.inputs if spec.required)
     referenceSeries = assigned[referenceName].series
     if dicomSeg is not None:
         _checkDicomSegSource(referenceName, referenceSeries)
-    with reserve_outputs(files, _inputFiles(inputs, sources, package), overwrite=overwrite):
+    with reserve_outputs(files, inputFiles(inputs, sources, package), overwrite=overwrite):
         timings = {"discover": time.perf_counter() - started}
         if logic is None:
             logic = SegmentationLogic(hostScene() if scene is None else scene)
@@ -365,12 +168,9 @@ def segmentFiles(
         implausible = _plausibilityWarnings(package, assigned, nodes)
         if strict and implausible:
             raise ValueError(f"{'; '.join(implausible)} (refused by --strict)")
-        warnings = _inputWarnings(assigned) + implausible
+        warnings = inputWarnings(assigned) + implausible
         announce("segmenting")
-        result = logic.process(
-            package, nodes, device=device, overlap=overlap, fast=fast, progress=progress
-        )
-        assert isinstance(result, SegmentationResult)
+        result = logic.run(package, nodes, options, progress=progress)
         timings.update((k, v) for k, v in result.timings.items() if k != "total")
         announce("writing outputs")
         rendered = {}
@@ -387,7 +187,7 @@ def segmentFiles(
         paths, exported = _exports(package, result, nodes, outputs, statistics)
         if exported:
             timings["exports"] = time.perf_counter() - exportsStarted
-        report = _report(package, sources, assigned, chosen, result, fast, timings, warnings)
+        report = _report(package, sources, assigned, chosen, result, options, timings, warnings)
         report["outputs"] = {kind: str(path) for kind, path in paths.items()} | {
             kind: str(path) for kind, (path, _) in rendered.items()
         }
@@ -405,7 +205,8 @@ def _exports(
     statistics: Path | None,
 ) -> tuple[dict[str, Path], list[tuple[Path, bytes]]]:
     """Every output path by kind except SEG and preview (the ``.seg.nrrd`` included, written
-    by ``_commitOutputs``), and the NIfTI, mask and CSV files rendered as ``(path, bytes)``."""
+    by ``_commitOutputs``), and the NIfTI, mask, uncertainty and CSV files rendered as
+    ``(path, bytes)``."""
     reference = next(nodes[spec.name] for spec in package.inputs if spec.required)
     geometry = volumeGeometry(reference)
     labels = result.labels
@@ -422,6 +223,9 @@ def _exports(
         ]
     if exports.FOLDER in outputs:
         files += exports.segmentMasks(labels, geometry, package.labels, outputs[exports.FOLDER])
+    if result.uncertainty is not None:
+        paths["uncertainty"] = exports.uncertaintyPath(outputs)
+        files.append((paths["uncertainty"], exports.volumeNrrdBytes(result.uncertainty, geometry)))
     if statistics is not None:
         images = {spec.name: _onGrid(nodes.get(spec.name), geometry) for spec in package.inputs}
         intensities = exports.intensityStatistics(labels, package.labels, images)
@@ -472,7 +276,7 @@ def _report(
     assigned: Mapping[str, Source],
     chosen: Mapping[str, Source],
     result: SegmentationResult,
-    fast: bool,
+    options: SegmentOptions | None,
     timings: dict[str, float],
     warnings: list[str],
 ) -> dict[str, Any]:
@@ -481,36 +285,18 @@ def _report(
     return {
         "model": {"id": package.id, "version": package.version, "title": package.title},
         "inputs": {
-            name: _describeInput(source, name not in chosen) for name, source in assigned.items()
+            name: describeInput(source, name not in chosen) for name, source in assigned.items()
         },
         "unused_inputs": [s.describe() for s in sources if id(s) not in used],
-        "missing_optional_inputs": result.missingOptionalInputs,
+        "missing_inputs": result.missingInputs,
         "warnings": warnings,
         "device": result.device,
-        "fast": fast,
+        "backend": result.backend,
+        "fast": bool(options and options.fast),
+        "options": (options or SegmentOptions()).as_dict(),
         "timings_s": timings,
         "statistics": result.statistics,
     }
-
-
-def _refuseAmbiguous(assigned: Mapping[str, Source], ambiguous: Mapping[str, list]) -> None:
-    """Raise when an input was matched automatically among equally good candidates."""
-    for name, others in ambiguous.items():
-        candidates = _listSources([assigned[name], *others])
-        raise ValueError(
-            f"input '{name}' matches several inputs equally well ({candidates}); choose one "
-            f"with --map {name}=PATH_OR_SERIES"
-        )
-
-
-def _inputFiles(
-    inputs: Sequence[str | Path], sources: Sequence[Source], package: ModelPackage
-) -> list[Path]:
-    """Every file the run reads: inputs, the files of their DICOM series, the model's files."""
-    files = [Path(p) for p in inputs] + [package.path / MANIFEST_FILE, package.weights_path]
-    for source in sources:
-        files += list(source.series.files) if source.series is not None else [source.path]
-    return files
 
 
 def _plausibilityWarnings(
@@ -530,15 +316,6 @@ def _plausibilityWarnings(
         ]
         warnings += [f"input {spec.name}: {warning}" for warning in found if warning]
     return warnings
-
-
-def _inputWarnings(assigned: Mapping[str, Source]) -> list[str]:
-    return [
-        f"input {name}: DICOM series {source.series.label}: {warning}"
-        for name, source in assigned.items()
-        if source.series is not None
-        for warning in source.series.warnings
-    ]
 
 
 def _commitOutputs(

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unetseg.atomic import write_atomically
+from unetseg.engine.options import SegmentOptions
 from unetseg.engine.package import ModelPackage
 from unetseg.engine.registry import resolve_model
 from unetseg.exits import describe_error
@@ -159,9 +160,7 @@ def segmentCases(
     outputFormat: str = "seg.nrrd",
     statistics: bool = False,
     overwrite: bool = False,
-    device: str = "auto",
-    overlap: float | None = None,
-    fast: bool = False,
+    options: SegmentOptions | None = None,
     strict: bool = False,
     progress: Progress | None = None,
     stage: Callable[[str], None] | None = None,
@@ -176,7 +175,7 @@ def segmentCases(
         outputFormat: "seg.nrrd" or "nii.gz" (label map + JSON sidecar).
         statistics: also write each case's statistics CSV.
         overwrite: run finished cases again and replace their outputs.
-        device, overlap, fast, strict, progress, stage: as ``segmentFiles`` (with ``strict`` an
+        options, strict, progress, stage: as ``segmentFiles`` (with ``strict`` an
             implausible case fails).
         onCase: called with each case's row as soon as the case is done.
 
@@ -195,10 +194,8 @@ def segmentCases(
     outputDir = Path(outputDir)
     package = model if isinstance(model, ModelPackage) else resolve_model(model)
     logic = SegmentationLogic(hostScene())
-    options = {
-        "device": device,
-        "overlap": overlap,
-        "fast": fast,
+    runArguments = {
+        "options": options,
         "strict": strict,
         "progress": progress,
         "stage": stage,
@@ -210,7 +207,7 @@ def segmentCases(
             if not overwrite and all(p.exists() for p in outputs.planned(package)):
                 row = _finishedRow(case.id, outputs.summary)
             else:
-                row = _runCase(package, case, outputs, logic, overwrite, options)
+                row = _runCase(package, case, outputs, logic, overwrite, runArguments)
             rows.append(row)
             if onCase is not None:
                 onCase(row)
@@ -224,7 +221,7 @@ def _runCase(
     outputs: CaseOutputs,
     logic: SegmentationLogic,
     overwrite: bool,
-    options: Mapping[str, Any],
+    runArguments: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Segment one case through ``segmentFiles``; a failure becomes a "failed" row."""
     from unetseg.host.batch import segmentFiles
@@ -243,7 +240,7 @@ def _runCase(
                 overrides=overrides,
                 overwrite=overwrite,
                 logic=logic,
-                **options,
+                **runArguments,
             )
     except Exception as error:  # reported in the row, the batch goes on
         seconds = time.perf_counter() - started

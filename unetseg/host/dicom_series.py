@@ -1,4 +1,4 @@
-"""DICOM series discovery, loading and matching to model inputs for the headless path.
+"""DICOM series discovery and loading for the headless path.
 
 Headers are read with pydicom, pixels with SimpleITK.
 
@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pydicom
@@ -28,7 +26,6 @@ import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
 from unetseg.engine.geometry import Geometry
-from unetseg.host.matching import Candidate, MatchResult, matchInputs
 
 logger = logging.getLogger(__name__)
 
@@ -271,30 +268,3 @@ def loadSeries(series: DicomSeries) -> tuple[np.ndarray, Geometry]:
             f"series {series.label}: read {array.shape[0]} slices, expected {series.numberOfFrames}"
         )
     return array, Geometry.from_sitk(image)
-
-
-def matchSeries(
-    seriesList: Sequence[DicomSeries],
-    inputSpecs: Sequence[Any],
-    overrides: Mapping[str, DicomSeries | str | None] | None = None,
-    raiseOnMissing: bool = True,
-) -> MatchResult:
-    """Assign DICOM series to model inputs by SeriesDescription (see ``matching.matchInputs``).
-
-    Each series is offered with its SeriesDescription as both name and description, so inputs'
-    ``name_patterns`` and ``series_description_patterns`` both apply. SEG series are never
-    offered. ``overrides`` maps an input name to a series, its SeriesInstanceUID, its
-    SeriesDescription (when unique) or None.
-    ``MatchResult.assigned`` maps input names to ``DicomSeries``.
-    """
-    images = [s for s in seriesList if not s.isSeg]
-    candidates = [
-        Candidate(name=s.seriesDescription, seriesDescription=s.seriesDescription, item=s)
-        for s in images
-    ]
-    byUID = {s.seriesInstanceUID: s for s in images if s.seriesInstanceUID}
-    resolved = {
-        name: byUID.get(value, value) if isinstance(value, str) else value
-        for name, value in (overrides or {}).items()
-    }
-    return matchInputs(candidates, inputSpecs, resolved, raiseOnMissing=raiseOnMissing)

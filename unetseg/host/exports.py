@@ -50,6 +50,8 @@ _LESION_COLUMNS = {
     "bbox_start": ("k", "j", "i"),
     "bbox_stop": ("k", "j", "i"),
 }
+#: Columns of the uncertainty scores (``segmentStatistics(uncertainty=...)``), when present.
+_UNCERTAINTY_COLUMNS = ("uncertainty_mean", "low_confidence")
 
 
 def outputKind(path: str | os.PathLike[str]) -> str:
@@ -107,6 +109,34 @@ def sidecarPath(nifti: Path) -> Path:
     return nifti.with_name(f"{stem}.json")
 
 
+def uncertaintyPath(outputs: Mapping[str, Path]) -> Path:
+    """``<name>.uncertainty.nrrd`` beside the first of the ``.seg.nrrd``, NIfTI or folder
+    outputs (``<folder>/uncertainty.nrrd`` for a folder)."""
+    for kind, suffixes in ((SEG_NRRD, (".seg.nrrd",)), (NIFTI, NIFTI_SUFFIXES)):
+        if kind in outputs:
+            path = outputs[kind]
+            stem = next(path.name[: -len(s)] for s in suffixes if path.name.lower().endswith(s))
+            return path.with_name(f"{stem}.uncertainty.nrrd")
+    return outputs[FOLDER] / "uncertainty.nrrd"
+
+
+def volumeNrrdBytes(array: np.ndarray, geometry: Geometry) -> bytes:
+    """``array`` (K, J, I) on ``geometry`` as a compressed NRRD file (SimpleITK, LPS)."""
+    import tempfile
+
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array.reshape(geometry.shape)))
+    params = geometry.to_sitk_params()
+    image.SetSpacing(params["spacing"])
+    image.SetOrigin(params["origin"])
+    image.SetDirection(params["direction"])
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "volume.nrrd"
+        sitk.WriteImage(image, str(path), useCompression=True)
+        return path.read_bytes()
+
+
 def lesionTablePath(statistics: Path) -> Path:
     """``out_lesions.csv`` for ``out.csv``."""
     return statistics.with_name(f"{statistics.stem}_lesions.csv")
@@ -125,8 +155,10 @@ def plannedFiles(
     labelSpecs: Sequence[LabelSpec],
     statistics: Path | None,
     lesions: bool,
+    uncertainty: bool = False,
 ) -> dict[str, Path]:
-    """Every file the outputs mean, as option description -> path (for ``reserve_outputs``).
+    """Every file the outputs mean, as option description -> path (for ``reserve_outputs``);
+    with ``uncertainty``, the uncertainty volume (``uncertaintyPath``) too.
 
     Raises:
         ValueError: two segments would get the same mask file name.
@@ -148,6 +180,8 @@ def plannedFiles(
                 )
             names[fileName.lower()] = spec.name
             files[f"--output (mask of {spec.name!r})"] = outputs[FOLDER] / fileName
+    if uncertainty:
+        files["--uncertainty"] = uncertaintyPath(outputs)
     if statistics is not None:
         files["--statistics"] = statistics
         if lesions:
@@ -247,7 +281,8 @@ def statisticsCsvBytes(
 ) -> bytes:
     """CSV of the segments (``segmentStatistics`` rows) with their intensity statistics:
     ``value, name, voxel_count``, then ``volume_ml`` (``area_cm2`` for single-slice images,
-    both to 4 decimals) and the ``<input>_<stat>`` columns; empty cells for missing values."""
+    both to 4 decimals), ``uncertainty_mean`` when scored, and the ``<input>_<stat>``
+    columns; empty cells for missing values."""
     rows = []
     for segment, intensity in zip(segments, intensities, strict=True):
         row: dict[str, Any] = {k: segment[k] for k in ("value", "name", "voxel_count")}
@@ -255,18 +290,23 @@ def statisticsCsvBytes(
             row["area_cm2"] = round(segment["area_mm2"] / 100.0, 4)
         else:
             row["volume_ml"] = round(segment["volume_ml"], 4)
+        if "uncertainty_mean" in segment:
+            score = segment["uncertainty_mean"]
+            row["uncertainty_mean"] = None if score is None else round(score, 4)
         rows.append(row | dict(intensity))
     return _csvBytes(rows)
 
 
 def lesionCsvBytes(lesions: Sequence[Mapping[str, Any]]) -> bytes:
     """CSV of a ``lesion_table`` (header only when there is no lesion): ``labels`` joined by
-    ``;``, coordinates one column per axis (``centroid_ras_r``, ``bbox_start_k``, ...)."""
+    ``;``, coordinates one column per axis (``centroid_ras_r``, ``bbox_start_k``, ...), and
+    the uncertainty scores when the lesions have them."""
     columns = [
         f"{key}_{axis}" if axis else key
         for key, axes in _LESION_COLUMNS.items()
         for axis in axes or ("",)
     ]
+    columns += [key for key in _UNCERTAINTY_COLUMNS if lesions and key in lesions[0]]
     rows = []
     for lesion in lesions:
         row: dict[str, Any] = {"labels": ";".join(str(v) for v in lesion["labels"])}

@@ -1,7 +1,7 @@
 """Run a model package on volume nodes and store the result as a segmentation node.
 
-The same logic serves the Slicer modules (GUI: ``waitForCompletion=False``, poll the job from a
-timer), Slicer batch scripts and plain Python on ``slicer-core`` (``waitForCompletion=True``).
+The same logic serves the Slicer modules and the web face (``start``: poll the job from a timer),
+Slicer batch scripts and plain Python on ``slicer-core`` (``run``).
 
 Threading rule: MRML is only touched on the calling thread (reading the input arrays when the job
 starts, writing the segmentation in ``SegmentationJob.finish``). Everything in between (loading
@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 
 from unetseg.engine.inference import CancelToken
+from unetseg.engine.matching import MissingInputError
+from unetseg.engine.options import SegmentOptions
 from unetseg.engine.package import ModelPackage
 from unetseg.engine.predict import CaseSegmentation, Segmenter
-from unetseg.host.matching import MissingInputError
 from unetseg.host.report import segmentStatistics
 from unetseg.host.segmentation import SegmentationExistsError, writeLabelmapToSegmentation
-from unetseg.host.volumes import volumeToArray
+from unetseg.host.volumes import addUncertaintyVolume, volumeToArray
 
 Progress = Callable[[int, int], None]
 
@@ -44,18 +45,26 @@ class SegmentationResult:
         statistics: ``segmentStatistics`` output (per-segment volume in mL, lesion table).
         timings: seconds per stage: "read", "model" (network loading, 0 when cached),
             "prepare", "inference", "restore", "statistics", "write", and "total" (their sum).
-        missingOptionalInputs: optional inputs that were absent; the node is flagged with them
+        missingInputs: optional inputs that were absent; the node is flagged with them
             (attribute ``UNetSeg.MissingInputs``, comma separated).
         device: where the network ran, in words.
+        backend: what ran it, in words (e.g. "OpenVINO 2026.4.1, float32").
         labels: the label map `(K, J, I)` on the reference volume's grid (for DICOM SEG export).
+        uncertainty: with ``SegmentOptions.uncertainty``, the per-voxel uncertainty `(K, J, I)`
+            in [0, 1] on the same grid, else None.
+        uncertaintyNode: with ``SegmentOptions.uncertainty``, a new scalar volume node of the
+            uncertainty with a heat colour map (``addUncertaintyVolume``), else None.
     """
 
     segmentationNode: Any
     statistics: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
-    missingOptionalInputs: list[str] = field(default_factory=list)
+    missingInputs: list[str] = field(default_factory=list)
     device: str = ""
+    backend: str = ""
     labels: np.ndarray | None = None
+    uncertainty: np.ndarray | None = None
+    uncertaintyNode: Any = None
 
 
 @dataclass
@@ -138,63 +147,98 @@ class SegmentationLogic:
 
     def __init__(self, scene) -> None:
         self.scene = scene
-        self._segmenters: dict[tuple[str, str, str], Segmenter] = {}
+        self._segmenters: dict[tuple[str, str, SegmentOptions], Segmenter] = {}
         self._segmentersLock = threading.Lock()
 
-    def segmenter(self, model: ModelPackage, device: str = "auto") -> Segmenter:
-        """The loaded network for ``model`` on ``device`` (kept for the next run)."""
-        key = (str(model.path), model.manifest["weights"]["sha256"], device)
+    def segmenter(self, model: ModelPackage, options: SegmentOptions) -> Segmenter:
+        """The network of ``model`` loaded for ``options`` (kept for the next run)."""
+        key = (str(model.path), model.manifest["weights"]["sha256"], options)
         with self._segmentersLock:
             if key not in self._segmenters:
-                self._segmenters[key] = Segmenter(model, device)
+                self._segmenters[key] = Segmenter(model, options)
             return self._segmenters[key]
 
-    def process(
+    def run(
         self,
         model: ModelPackage,
         inputNodes: Mapping[str, Any],
+        options: SegmentOptions | None = None,
         *,
         outputSegmentationNode=None,
         replaceModelSegments: bool = False,
-        device: str = "auto",
-        overlap: float | None = None,
-        fast: bool = False,
+        segmentationName: str | None = None,
         progress: Progress | None = None,
         cancelToken: CancelToken | None = None,
-        waitForCompletion: bool = True,
+    ) -> SegmentationResult:
+        """Segment ``inputNodes`` with ``model`` now, on this thread (batch scripts, CLI).
+
+        See ``start`` for the arguments; ``cancelToken`` stops the run from another thread.
+
+        Raises: as ``start``, and then the engine's ``ValueError`` (bad input image),
+        ``SegmentationError`` (out of memory) or ``InferenceCancelled``.
+        """
+        job = self._job(
+            model, inputNodes, options, outputSegmentationNode, replaceModelSegments,
+            segmentationName, progress, cancelToken,
+        )  # fmt: skip
+        return job.start(background=False).finish()
+
+    def start(
+        self,
+        model: ModelPackage,
+        inputNodes: Mapping[str, Any],
+        options: SegmentOptions | None = None,
+        *,
+        outputSegmentationNode=None,
+        replaceModelSegments: bool = False,
         segmentationName: str | None = None,
-    ) -> SegmentationResult | SegmentationJob:
-        """Segment ``inputNodes`` with ``model``.
+        progress: Progress | None = None,
+    ) -> SegmentationJob:
+        """Start segmenting ``inputNodes`` with ``model`` on a worker thread (GUI, web): poll
+        ``job.isDone()`` / ``job.progress``, ``job.cancel()`` from any thread, then call
+        ``job.finish()`` on this thread to write the result into the scene.
 
         Args:
             model: the model package.
             inputNodes: manifest input name -> ``vtkMRMLScalarVolumeNode`` (None or absent for a
                 missing optional input). The first required input is the reference: the result
                 lies on its grid and is named after it.
+            options: how to run the model (``SegmentOptions()`` when None).
             outputSegmentationNode: write into this node instead of a new one. A node that
                 already has segments is only changed with ``replaceModelSegments=True``, and
                 then only this model's segments are replaced (others are kept).
-            device: "auto", "cpu" or "cuda".
-            overlap: sliding-window overlap in [0, 1); default the model's.
-            fast: faster but approximate (fewest windows covering the body/head box, CPU bf16).
-            progress: ``progress(doneWindows, totalWindows)``, called from the engine thread.
-            cancelToken: cancels the run from another thread (``SegmentationJob.cancel()``
-                sets the same token).
-            waitForCompletion: True: run now and return the result (batch). False: return a
-                started ``SegmentationJob`` (GUI); call ``finish()`` when ``isDone()``.
             segmentationName: name of a new node; default ``"<reference> - <model title>"``.
+            progress: ``progress(doneWindows, totalWindows)``, called from the engine thread.
 
         Raises (at once):
             MissingInputError: a required input has no volume.
             SegmentationExistsError: the output node has segments and replacing was not asked.
-            ValueError: unknown input names, bad overlap, a volume without image data.
+            ValueError: unknown input names, a volume without image data.
 
-        Raises (from ``finish()``, or at once when waiting): the engine's ``ValueError`` (bad
-        input image), ``SegmentationError`` (out of memory) or ``InferenceCancelled``. Arguments
-        are checked before anything is computed, and the scene only changes when a run succeeds.
+        ``finish()`` raises the engine's errors. Arguments are checked before anything is
+        computed, and the scene only changes when a run succeeds.
         """
+        job = self._job(
+            model, inputNodes, options, outputSegmentationNode, replaceModelSegments,
+            segmentationName, progress, None,
+        )  # fmt: skip
+        return job.start(background=True)
+
+    def _job(
+        self,
+        model: ModelPackage,
+        inputNodes: Mapping[str, Any],
+        options: SegmentOptions | None,
+        outputSegmentationNode,
+        replaceModelSegments: bool,
+        segmentationName: str | None,
+        progress: Progress | None,
+        cancelToken: CancelToken | None,
+    ) -> SegmentationJob:
+        """A job, not started yet, after checking the arguments and reading the inputs."""
+        options = options if options is not None else SegmentOptions()
         started = time.perf_counter()
-        self._checkArguments(model, inputNodes, overlap)
+        self._checkArguments(model, inputNodes)
         self._checkOutput(outputSegmentationNode, replaceModelSegments)
         reference = next(inputNodes[spec.name] for spec in model.inputs if spec.required)
         arrays, geometries = [], []
@@ -212,17 +256,18 @@ class SegmentationLogic:
                     progress(done, total)
 
             loadStarted = time.perf_counter()
-            segmenter = self.segmenter(model, device)
+            segmenter = self.segmenter(model, options)
             timings = {"read": readSeconds, "model": time.perf_counter() - loadStarted}
-            case = segmenter.segment(
-                arrays, geometries, progress=forward, cancel=cancel, overlap=overlap, fast=fast
-            )
+            case = segmenter.segment(arrays, geometries, progress=forward, cancel=cancel)
             timings.update(case.timings)
             statisticsStarted = time.perf_counter()
             lesionLabels = (
                 [label.value for label in model.labels] if model.lesion_analysis else None
             )
-            statistics = segmentStatistics(case.labels, case.geometry, model.labels, lesionLabels)
+            statistics = segmentStatistics(
+                case.labels, case.geometry, model.labels, lesionLabels,
+                uncertainty=case.uncertainty,
+            )  # fmt: skip
             timings["statistics"] = time.perf_counter() - statisticsStarted
             return _Computed(case, statistics, timings)
 
@@ -244,6 +289,14 @@ class SegmentationLogic:
                     replaceModelSegments=replaceModelSegments,
                     modelId=model.id,
                 )
+                uncertaintyNode = None
+                if case.uncertainty is not None:
+                    uncertaintyNode = addUncertaintyVolume(
+                        self.scene,
+                        case.uncertainty.reshape(case.geometry.shape),
+                        case.geometry,
+                        f"{node.GetName()} uncertainty",
+                    )
             node.SetAttribute(MODEL_ATTRIBUTE, f"{model.id}@{model.version}")
             if case.missing_inputs:
                 node.SetAttribute(MISSING_INPUTS_ATTRIBUTE, ",".join(case.missing_inputs))
@@ -258,17 +311,16 @@ class SegmentationLogic:
                 timings,
                 list(case.missing_inputs),
                 case.device,
+                case.backend,
                 case.labels,
+                case.uncertainty,
+                uncertaintyNode,
             )
 
-        job = SegmentationJob(compute, apply, cancelToken)
-        job.start(background=not waitForCompletion)
-        return job.finish() if waitForCompletion else job
+        return SegmentationJob(compute, apply, cancelToken)
 
     @staticmethod
-    def _checkArguments(
-        model: ModelPackage, inputNodes: Mapping[str, Any], overlap: float | None
-    ) -> None:
+    def _checkArguments(model: ModelPackage, inputNodes: Mapping[str, Any]) -> None:
         names = {spec.name for spec in model.inputs}
         unknown = sorted(set(inputNodes) - names)
         if unknown:
@@ -280,8 +332,6 @@ class SegmentationLogic:
         ]
         if missing:
             raise MissingInputError(missing)
-        if overlap is not None and not 0.0 <= overlap < 1.0:
-            raise ValueError(f"overlap must be in [0, 1), got {overlap}")
 
     @staticmethod
     def _checkOutput(outputSegmentationNode, replaceModelSegments: bool) -> None:

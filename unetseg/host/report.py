@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from unetseg.engine.confidence import LOW_CONFIDENCE, lesion_uncertainty, segment_uncertainty
 from unetseg.engine.geometry import Geometry
 from unetseg.engine.lesions import lesion_table
 from unetseg.engine.manifest import LabelSpec
@@ -39,6 +40,7 @@ _DECIMALS = {
     "centroid_index": 2,
     "centroid_mm": 2,
     "centroid_ras": 2,
+    "uncertainty_mean": 3,
 }
 #: Lesion volumes in mL keep the precision of ``volume_mm3`` (a metastasis may be 0.01 mL).
 _LESION_DECIMALS = _DECIMALS | {"volume_ml": 4}
@@ -49,7 +51,7 @@ def roundedStatistics(statistics: Mapping[str, Any]) -> dict[str, Any]:
 
     def rounded(row: Mapping[str, Any], decimals: Mapping[str, int]) -> dict[str, Any]:
         def one(key: str, value: Any) -> Any:
-            if key not in decimals:
+            if key not in decimals or value is None:
                 return value
             if isinstance(value, list):
                 return [round(v, decimals[key]) for v in value]
@@ -70,6 +72,7 @@ def segmentStatistics(
     labelSpecs: Sequence[LabelSpec | Mapping[str, Any]],
     lesionLabels: Iterable[int] | None = None,
     minLesionVolumeMm3: float = 0.0,
+    uncertainty: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Per-segment volumes and, for lesion models, a per-lesion table.
 
@@ -79,6 +82,9 @@ def segmentStatistics(
         labelSpecs: manifest ``labels`` entries or ``LabelSpec`` objects (value 0 ignored).
         lesionLabels: label values whose union is split into lesions; None: no lesion table.
         minLesionVolumeMm3: lesions smaller than this are left out of the table and count.
+        uncertainty: per-voxel uncertainty shaped like ``labels``: adds ``uncertainty_mean``
+            to every segment and lesion, and ``low_confidence`` to every lesion (mean above
+            ``unetseg.engine.confidence.LOW_CONFIDENCE``).
 
     Returns:
         ``{"voxel_volume_mm3": float, "segments": [{"value", "name", "voxel_count",
@@ -126,4 +132,18 @@ def segmentStatistics(
         )
         result["lesion_count"] = len(lesions)
         result["lesions"] = lesions
+        if uncertainty is not None:
+            scores = lesion_uncertainty(
+                labels, uncertainty.reshape(labels.shape), geometry.spacing, lesionValues,
+                minLesionVolumeMm3,
+            )  # fmt: skip
+            for row, score in zip(lesions, scores, strict=True):
+                row["uncertainty_mean"] = score
+                row["low_confidence"] = score > LOW_CONFIDENCE
+    if uncertainty is not None:
+        means = segment_uncertainty(
+            labels, uncertainty.reshape(labels.shape), [row["value"] for row in segments]
+        )
+        for row in segments:
+            row["uncertainty_mean"] = means[row["value"]]
     return result

@@ -1,4 +1,4 @@
-"""Volume nodes to numpy arrays plus engine geometry.
+"""Volume nodes to numpy arrays plus engine geometry, and to matching candidates.
 
 Works in the Slicer app and on ``slicer-core``: only the node passed in and ``slicer.util``
 array helpers are used.
@@ -6,14 +6,19 @@ array helpers are used.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import slicer
 import vtk
 
 from unetseg.engine.geometry import Geometry
+from unetseg.engine.matching import Candidate
 
 # ITU-R BT.601 luma weights (as Pillow's ``convert("L")``); grey RGB (R = G = B) is unchanged.
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
+#: Volume node attribute holding the DICOM SeriesDescription (set by UNetSeg's DICOM loading).
+SERIES_DESCRIPTION_ATTRIBUTE = "DICOM.SeriesDescription"
 
 
 def volumeGeometry(volumeNode) -> Geometry:
@@ -95,3 +100,44 @@ def addVolumeFromArray(scene, array: np.ndarray, geometry: Geometry, name: str):
     slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(array))
     node.CreateDefaultDisplayNodes()
     return node
+
+
+#: Colour map of uncertainty volumes (in both Slicer and slicer-core) and the uncertainty
+#: below which a voxel is not drawn over the image.
+UNCERTAINTY_COLOR_NODE_ID = "vtkMRMLPETProceduralColorNodePET-Heat"
+UNCERTAINTY_SHOWN_FROM = 0.05
+
+
+def addUncertaintyVolume(scene, uncertainty: np.ndarray, geometry: Geometry, name: str):
+    """New scalar volume node of a float uncertainty map `(K, J, I)` in [0, 1] on
+    ``geometry``, displayed with a heat colour map over the full [0, 1] range and transparent
+    below ``UNCERTAINTY_SHOWN_FROM`` (ready to show as the slice views' foreground layer)."""
+    node = addVolumeFromArray(scene, uncertainty.astype(np.float32, copy=False), geometry, name)
+    display = node.GetDisplayNode()
+    display.SetAndObserveColorNodeID(UNCERTAINTY_COLOR_NODE_ID)
+    display.AutoWindowLevelOff()
+    display.SetWindowLevelMinMax(0.0, 1.0)
+    display.SetLowerThreshold(UNCERTAINTY_SHOWN_FROM)
+    display.SetUpperThreshold(1.0)
+    display.ApplyThresholdOn()
+    return node
+
+
+def describeVolume(volumeNode, seriesDescription: str | None = None) -> Candidate:
+    """Matching ``Candidate`` for a volume node (``unetseg.engine.matching``): its name, its
+    storage file name and SeriesDescription; the candidate's item is the node.
+
+    The SeriesDescription is ``seriesDescription`` if given, else the node attribute
+    ``DICOM.SeriesDescription``. (Slicer's DICOM database is not reachable without the app;
+    callers that have it can pass the value.)
+    """
+    storageNode = volumeNode.GetStorageNode()
+    fileName = storageNode.GetFileName() if storageNode is not None else None
+    if seriesDescription is None:
+        seriesDescription = volumeNode.GetAttribute(SERIES_DESCRIPTION_ATTRIBUTE) or ""
+    return Candidate(
+        name=volumeNode.GetName() or "",
+        file_name=Path(fileName).name if fileName else "",
+        series_description=seriesDescription,
+        item=volumeNode,
+    )

@@ -31,9 +31,9 @@ def sliding_window_inference(
     roi_size: Sequence[int],
     predictor: Predictor,
     *,
-    overlap: float | Sequence[float] = 0.5,
+    overlap: float | Sequence[float] = 0.25,
     sw_batch_size: int = 1,
-    mode: str = "gaussian",
+    mode: str = "constant",
     sigma_scale: float | Sequence[float] = 0.125,
     padding_mode: str = "constant",
     cval: float = 0.0,
@@ -41,7 +41,7 @@ def sliding_window_inference(
     crop_to_foreground: bool = False,
     mirror_axes: Sequence[int] | None = None,
     output: str = "probabilities",
-    activation: str | None = "softmax",
+    activation: str | None = None,
     threshold: float = 0.5,
     label_dtype: torch.dtype | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -53,9 +53,11 @@ def sliding_window_inference(
 ) -> torch.Tensor:
     """Predict a whole image window by window and blend the windows.
 
-    Tiling, padding and Gaussian/constant weighting equal MONAI's
-    `sliding_window_inference`; the logits are blended (weighted mean) and `activation` is
-    applied afterwards, so `activation=None` reproduces MONAI's output.
+    MONAI's `sliding_window_inference` name, defaults (overlap 0.25, constant weights) and
+    default output: tiling, padding, Gaussian/constant weighting and the blended raw logits
+    equal MONAI's (the predictor comes third, the options are keywords). The
+    activation ("softmax"/"sigmoid") and the label map are explicit options: the logits are
+    blended (weighted mean) first and `activation` is applied afterwards.
 
     Args:
         image: `(N, C, K, J, I)` (3D) or `(N, C, J, I)` (2D) tensor; windows are cast to
@@ -83,7 +85,8 @@ def sliding_window_inference(
         mirror_axes: spatial axes (array order) for mirroring test-time augmentation: logits
             are averaged over all flip combinations (2**len(axes) forward passes per window).
         output: "probabilities": `(N, C_out, *spatial)` float32 after `activation`
-            ("softmax" over channels, "sigmoid" per channel, None: the blended raw logits).
+            (None, the default: the blended raw logits, as MONAI; "softmax" over channels;
+            "sigmoid" per channel).
             "labels": `(N, *spatial)` label map: softmax -> argmax (label = channel);
             sigmoid -> channel c - 1 above `threshold` gives label c, later channels
             overwrite earlier ones. Only `roi_size[0]` rows of float buffers are kept.

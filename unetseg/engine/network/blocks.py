@@ -47,8 +47,17 @@ def conv(
     )
 
 
+def cpu_fast_path(x: torch.Tensor) -> bool:
+    """Whether to take the CPU-only fast paths (channels-last, in-place normalisation, 1x1
+    convolutions as matrix products): on the CPU, except while the network is being traced or
+    exported (ONNX, OpenVINO), which need the plain, portable operators."""
+    if x.device.type != "cpu" or torch.jit.is_tracing():
+        return False
+    return not (torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting())
+
+
 def _pointwise_forward(module: nn.Conv2d | nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
-    if x.device.type != "cpu":
+    if not cpu_fast_path(x):
         return module._conv_forward(x, module.weight, module.bias)
     # Channels-last: a matrix product over the last axis, no copy. Single-threaded, PyTorch
     # would run a 1x1 convolution through its slow native kernel (~7x slower at 128^3).
@@ -92,7 +101,7 @@ class InstanceNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled() or x.device.type != "cpu":
+        if torch.is_grad_enabled() or not cpu_fast_path(x):
             return functional.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
         x -= x.mean(tuple(range(2, x.ndim)), keepdim=True)
         flat = x.flatten(2)  # (N, C, voxels): a view for contiguous and channels-last layouts

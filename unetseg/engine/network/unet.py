@@ -24,7 +24,7 @@ from typing import Any, get_args
 import torch
 from torch import nn
 
-from .blocks import LevelBlock, Norm, Upsample, UpsampleMode, conv
+from .blocks import LevelBlock, Norm, Upsample, UpsampleMode, conv, cpu_fast_path
 
 #: Number of extra deep-supervision heads (decoder levels 1 .. DEEP_SUPERVISION_HEADS).
 DEEP_SUPERVISION_HEADS = 2
@@ -166,7 +166,7 @@ class UNet(nn.Module):
         # PyTorch runs small convolutions through a native kernel whose output is contiguous:
         # restore the memory format after every level.
         fmt = torch.contiguous_format
-        if x.device.type == "cpu":
+        if cpu_fast_path(x):
             fmt = _CHANNELS_LAST[self.spatial_dims]
         skips = []
         x = x.contiguous(memory_format=fmt)

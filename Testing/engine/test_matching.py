@@ -1,20 +1,18 @@
-"""Matching volumes to model inputs: naming styles, series descriptions, ambiguity, overrides."""
+"""Matching images to model inputs: naming styles, series descriptions, ambiguity, overrides."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from unetseg.engine.manifest import InputSpec
-from unetseg.host.matching import (
+from unetseg.engine.matching import (
     Candidate,
     MissingInputError,
-    describeVolume,
-    matchInputs,
-    matchScore,
-    patternSpecificity,
+    match_inputs,
+    match_score,
+    pattern_specificity,
 )
 
 # BraTS-style 4-sequence brain model inputs, as in a manifest.
@@ -58,16 +56,16 @@ def _names(result) -> dict[str, str]:
 
 
 def test_specificity_counts_literal_characters():
-    assert patternSpecificity("*t1*gd*") == 4
-    assert patternSpecificity("*t2*") == 2
-    assert patternSpecificity("[Tt]1?post") == 6
+    assert pattern_specificity("*t1*gd*") == 4
+    assert pattern_specificity("*t2*") == 2
+    assert pattern_specificity("[Tt]1?post") == 6
 
 
 def test_brats_2023_names_prefer_most_specific_pattern():
     # t2f must go to FLAIR (*t2f*, 3 literals) although *t2* (2) also matches it.
     candidates = [Candidate(f"BraTS-GLI-00001-000-{s}") for s in ("t2f", "t1n", "t2w", "t1c")]
 
-    result = matchInputs(candidates, INPUTS)
+    result = match_inputs(candidates, INPUTS)
 
     assert _names(result) == {
         "t1c": "BraTS-GLI-00001-000-t1c",
@@ -75,7 +73,7 @@ def test_brats_2023_names_prefer_most_specific_pattern():
         "t2": "BraTS-GLI-00001-000-t2w",
         "flair": "BraTS-GLI-00001-000-t2f",
     }
-    assert result.missingRequired == result.missingOptional == []
+    assert result.missing_required == result.missing_optional == []
     assert result.ambiguous == {}
 
 
@@ -87,7 +85,7 @@ def test_mixed_naming_styles_with_file_paths():
         Candidate("BraTS_001_t1"),
     ]
 
-    result = matchInputs(candidates, INPUTS)
+    result = match_inputs(candidates, INPUTS)
 
     assert result.assigned["flair"] == Path("/data/case7/flair.nii.gz")
     assert _names(result) | {"flair": "flair"} == {
@@ -100,15 +98,15 @@ def test_mixed_naming_styles_with_file_paths():
 
 def test_series_descriptions_decide_for_dicom_like_names():
     candidates = [
-        Candidate("3: Series", seriesDescription="AX T2 FLAIR"),
-        Candidate("4: Series", seriesDescription="SAG T1 MPRAGE GD"),
-        Candidate("5: Series", seriesDescription="AX T2 FSE"),
-        Candidate("6: Series", seriesDescription="AX T1 SE"),
+        Candidate("3: Series", series_description="AX T2 FLAIR"),
+        Candidate("4: Series", series_description="SAG T1 MPRAGE GD"),
+        Candidate("5: Series", series_description="AX T2 FSE"),
+        Candidate("6: Series", series_description="AX T1 SE"),
     ]
 
-    result = matchInputs(candidates, INPUTS)
+    result = match_inputs(candidates, INPUTS)
 
-    assert {k: v.seriesDescription for k, v in result.assigned.items()} == {
+    assert {k: v.series_description for k, v in result.assigned.items()} == {
         "flair": "AX T2 FLAIR",
         "t1c": "SAG T1 MPRAGE GD",
         "t2": "AX T2 FSE",
@@ -119,7 +117,7 @@ def test_series_descriptions_decide_for_dicom_like_names():
 def test_catch_all_pattern_matches_with_lowest_priority():
     inputs = [{"name": "ct", "name_patterns": ["*"]}, {"name": "mask", "name_patterns": ["*mask*"]}]
 
-    result = matchInputs([Candidate("lung_mask"), Candidate("Chest CT 3mm")], inputs)
+    result = match_inputs([Candidate("lung_mask"), Candidate("Chest CT 3mm")], inputs)
 
     assert _names(result) == {"ct": "Chest CT 3mm", "mask": "lung_mask"}
     assert result.scores == {"ct": 1, "mask": 5}
@@ -132,7 +130,7 @@ def test_optimal_assignment_beats_greedy():
         {"name": "t1c", "name_patterns": ["*t1c*"]},
     ]
 
-    result = matchInputs([Candidate("x_t1c"), Candidate("x_t1")], inputs)
+    result = match_inputs([Candidate("x_t1c"), Candidate("x_t1")], inputs)
 
     assert _names(result) == {"t1": "x_t1", "t1c": "x_t1c"}
 
@@ -140,46 +138,46 @@ def test_optimal_assignment_beats_greedy():
 def test_ambiguous_candidates_are_reported_and_first_wins():
     candidates = [Candidate("t1c_run1"), Candidate("t1c_run2"), Candidate("t1"), Candidate("t2")]
 
-    result = matchInputs(candidates, INPUTS)
+    result = match_inputs(candidates, INPUTS)
 
     assert result.assigned["t1c"].name == "t1c_run1"
     assert [c.name for c in result.ambiguous["t1c"]] == ["t1c_run2"]
-    assert result.missingOptional == ["flair"]
+    assert result.missing_optional == ["flair"]
 
 
 def test_overrides_take_precedence():
     candidates = [Candidate("t1c_a"), Candidate("t1c_b"), Candidate("t1"), Candidate("t2")]
     other = Candidate("anything")
 
-    byName = matchInputs(candidates, INPUTS, overrides={"t1c": "t1c_b"})
-    byObject = matchInputs(candidates, INPUTS, overrides={"t1": other, "flair": None})
+    by_name = match_inputs(candidates, INPUTS, overrides={"t1c": "t1c_b"})
+    by_object = match_inputs(candidates, INPUTS, overrides={"t1": other, "flair": None})
 
-    assert _names(byName)["t1c"] == "t1c_b"
-    assert byName.ambiguous == {}
-    assert byObject.assigned["t1"] is other
-    assert byObject.scores["t1"] == 0
-    assert "flair" in byObject.missingOptional
+    assert _names(by_name)["t1c"] == "t1c_b"
+    assert by_name.ambiguous == {}
+    assert by_object.assigned["t1"] is other
+    assert by_object.scores["t1"] == 0
+    assert "flair" in by_object.missing_optional
     with pytest.raises(ValueError, match="unknown input"):
-        matchInputs(candidates, INPUTS, overrides={"t3": "t1"})
+        match_inputs(candidates, INPUTS, overrides={"t3": "t1"})
     with pytest.raises(ValueError, match="more than one input"):
-        matchInputs(candidates, INPUTS, overrides={"t1": "t1", "t2": "t1"})
+        match_inputs(candidates, INPUTS, overrides={"t1": "t1", "t2": "t1"})
     with pytest.raises(ValueError, match="matches 0"):
-        matchInputs(candidates, INPUTS, overrides={"t1": "nonexistent"})
+        match_inputs(candidates, INPUTS, overrides={"t1": "nonexistent"})
 
 
 def test_missing_required_input_names_title_and_patterns():
     candidates = [Candidate("t1c"), Candidate("flair")]
 
     with pytest.raises(MissingInputError) as error:
-        matchInputs(candidates, INPUTS)
-    result = matchInputs(candidates, INPUTS, raiseOnMissing=False)
+        match_inputs(candidates, INPUTS)
+    result = match_inputs(candidates, INPUTS, raise_on_missing=False)
 
     message = str(error.value)
     assert "T1 native ('t1')" in message and "'*t1*'" in message
     assert "T2 ('t2')" in message
     assert [name for name, _, _ in error.value.inputs] == ["t1", "t2"]
-    assert result.missingRequired == ["t1", "t2"]
-    assert result.missingOptional == []
+    assert result.missing_required == ["t1", "t2"]
+    assert result.missing_optional == []
 
 
 def test_input_spec_objects_are_accepted():
@@ -188,25 +186,8 @@ def test_input_spec_objects_are_accepted():
     ]
 
     assert (
-        matchScore(specs[0], Candidate("T1-Gd")) == matchScore(INPUTS[0], Candidate("T1-Gd")) == 5
+        match_score(specs[0], Candidate("T1-Gd")) == match_score(INPUTS[0], Candidate("T1-Gd")) == 5
     )
-
-
-def test_volume_nodes_by_name_file_and_dicom_attribute(make_volume):
-    zeros = np.zeros((2, 3, 4), np.int16)
-    t1c = make_volume(zeros, name="BraTS_001_t1c")
-    t2 = make_volume(zeros, name="case_T2w")
-    t2.SetName("Volume")  # node renamed: the storage file name still matches
-    flair = make_volume(zeros, name="series7")
-    flair.SetAttribute("DICOM.SeriesDescription", "AX FLAIR")
-    t1 = make_volume(zeros, name="series8")
-
-    candidate = describeVolume(t2)
-    result = matchInputs([t1, flair, t2, t1c], INPUTS, overrides={"t1": t1.GetID()})
-
-    assert candidate.fileName == "case_T2w.nii.gz"
-    assert result.assigned == {"t1": t1, "t1c": t1c, "t2": t2, "flair": flair}
-    assert describeVolume(t1, seriesDescription="AX T1").seriesDescription == "AX T1"
 
 
 @pytest.mark.shared_data
@@ -215,7 +196,7 @@ def test_real_brats_met_files(shared_data):
     if not folder.is_dir():
         pytest.skip(f"{folder} not available")
 
-    result = matchInputs(sorted(folder.glob("*.nii.gz")), INPUTS)
+    result = match_inputs(sorted(folder.glob("*.nii.gz")), INPUTS)
 
     assert {k: Path(v).name for k, v in result.assigned.items()} == {
         "t1c": "t1c.nii.gz",
@@ -229,16 +210,16 @@ CT_INPUT = [{"name": "ct", "title": "Chest CT", "required": True, "name_patterns
 
 
 def test_a_single_input_model_takes_the_only_volume_whatever_its_name() -> None:
-    lone = Candidate("Series 3", seriesDescription="")
-    result = matchInputs([lone], CT_INPUT)
+    lone = Candidate("Series 3", series_description="")
+    result = match_inputs([lone], CT_INPUT)
     assert result.assigned == {"ct": lone} and result.scores == {"ct": 0}
 
 
 def test_a_single_input_model_does_not_guess_between_unnamed_volumes() -> None:
     with pytest.raises(MissingInputError, match="Chest CT"):
-        matchInputs([Candidate("Series 3"), Candidate("Series 4")], CT_INPUT)
+        match_inputs([Candidate("Series 3"), Candidate("Series 4")], CT_INPUT)
 
 
 def test_the_lone_volume_rule_is_only_for_single_input_models() -> None:
-    result = matchInputs([Candidate("Series 3")], INPUTS, raiseOnMissing=False)
+    result = match_inputs([Candidate("Series 3")], INPUTS, raise_on_missing=False)
     assert result.assigned == {}

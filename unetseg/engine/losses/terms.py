@@ -1,0 +1,126 @@
+"""Shared pieces of the losses: soft Dice, dense targets, masks and reductions (see the
+package docstring for shapes)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+
+Activation = Literal["softmax", "sigmoid"]
+
+
+def soft_dice_loss(
+    probs: torch.Tensor,
+    target_onehot: torch.Tensor,
+    axes: Sequence[int],
+    eps: float = 1e-5,
+) -> torch.Tensor:
+    """V-Net soft Dice loss, as in the brain-tumour course notebook.
+
+    ``1 - mean((2 * sum(p * q) + eps) / (sum(p ** 2) + sum(q ** 2) + eps))`` where the sums run
+    over ``axes`` and the mean over all remaining axes (typically batch and class).
+
+    Args:
+        probs: probabilities, e.g. ``(N, C, *spatial)``.
+        target_onehot: same shape as ``probs``, one-hot (or soft) target.
+        axes: the (spatial) axes to sum over, e.g. ``(2, 3, 4)`` for ``(N, C, K, J, I)``.
+        eps: smoothing added to numerator and denominator.
+    """
+    axes = tuple(axes)
+    numerator = 2.0 * torch.sum(probs * target_onehot, dim=axes) + eps
+    denominator = torch.sum(probs**2, dim=axes) + torch.sum(target_onehot**2, dim=axes) + eps
+    return 1.0 - torch.mean(numerator / denominator)
+
+
+def to_dense_target(
+    logits: torch.Tensor, target: torch.Tensor, activation: Activation
+) -> torch.Tensor:
+    """Return ``target`` as float32 ``(N, C, *spatial)`` matching ``logits`` ``(N, C, *spatial)``.
+
+    Label maps are one-hot encoded (softmax) or taken as the single region (sigmoid, ``C == 1``);
+    one-hot / multi-channel targets are cast to float32. See the module docstring for shapes.
+    """
+    if activation not in ("softmax", "sigmoid"):
+        raise ValueError(f"activation must be 'softmax' or 'sigmoid', got {activation!r}")
+    n_channels = logits.shape[1]
+    spatial = logits.shape[2:]
+    if target.ndim == logits.ndim and target.shape[1] == 1 and n_channels > 1:
+        target = target[:, 0]
+    if target.ndim == logits.ndim - 1:
+        if target.shape[0] != logits.shape[0] or target.shape[1:] != spatial:
+            raise ValueError(
+                f"label map {tuple(target.shape)} does not fit logits {tuple(logits.shape)}"
+            )
+        if activation == "sigmoid":
+            if n_channels != 1:
+                raise ValueError(
+                    "sigmoid losses with C > 1 need a multi-channel binary target (N, C, *spatial)"
+                )
+            return target.unsqueeze(1).to(torch.float32)
+        dense = torch.zeros(logits.shape, dtype=torch.float32, device=logits.device)
+        return dense.scatter_(1, target.unsqueeze(1).long(), 1.0)
+    if target.shape != logits.shape:
+        raise ValueError(f"target {tuple(target.shape)} does not fit logits {tuple(logits.shape)}")
+    return target.to(torch.float32)
+
+
+def _probabilities(logits: torch.Tensor, activation: Activation) -> torch.Tensor:
+    return torch.softmax(logits, dim=1) if activation == "softmax" else torch.sigmoid(logits)
+
+
+def _reduce_axes(ndim: int, batch: bool) -> tuple[int, ...]:
+    """Spatial axes of an ``(N, C, *spatial)`` tensor, plus the batch axis when ``batch``."""
+    return ((0,) if batch else ()) + tuple(range(2, ndim))
+
+
+def _foreground(
+    tensor: torch.Tensor, activation: Activation, include_background: bool
+) -> torch.Tensor:
+    """Drop softmax channel 0 unless ``include_background`` (sigmoid has no background)."""
+    if activation == "softmax" and not include_background and tensor.shape[1] > 1:
+        return tensor[:, 1:]
+    return tensor
+
+
+def _overlap_terms(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    activation: Activation,
+    include_background: bool,
+    batch_dice: bool,
+    mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...], torch.Tensor | None]:
+    """Float32 probabilities and dense target `(N, C', *spatial)` (background dropped unless
+    asked; both zero where ``mask`` is 0), the axes to sum over, and with a mask the weight
+    (1 or 0) of each reduced score: whether it has a known voxel. Shared by Dice and Tversky."""
+    logits = logits.float()
+    dense = to_dense_target(logits, target, activation)
+    probs = _probabilities(logits, activation)
+    axes = _reduce_axes(probs.ndim, batch_dice)
+    present = None
+    if mask is not None:
+        known = _checked_mask(mask, logits).expand_as(probs)
+        probs, dense = probs * known, dense * known
+        known = _foreground(known, activation, include_background)
+        present = (known.sum(dim=axes) > 0).float()
+    probs = _foreground(probs, activation, include_background)
+    dense = _foreground(dense, activation, include_background)
+    return probs, dense, axes, present
+
+
+def _checked_mask(mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """``mask`` as float32 ``(N, C or 1, *spatial)`` fitting ``logits`` ``(N, C, *spatial)``."""
+    fits = mask.ndim == logits.ndim and mask.shape[0] == logits.shape[0]
+    fits = fits and mask.shape[1] in (1, logits.shape[1]) and mask.shape[2:] == logits.shape[2:]
+    if not fits:
+        raise ValueError(f"mask {tuple(mask.shape)} does not fit logits {tuple(logits.shape)}")
+    return mask.to(device=logits.device, dtype=torch.float32)
+
+
+def _mean_of_present(scores: torch.Tensor, present: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``scores``, over the entries with a known voxel when ``present`` is given."""
+    if present is None:
+        return scores.mean()
+    return (scores * present).sum() / present.sum().clamp_min(1.0)
