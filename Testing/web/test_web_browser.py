@@ -201,7 +201,12 @@ def test_brain_inputs_can_be_changed_and_lesions_are_listed(app, tmp_path):
     app.choose("us-input-t1", "T1prereg")
     app.page.locator(".v-input:has(#us-input-t2) .v-field__clearable i").click()
     app.wait("S('us_choice').t2 == null")
+    app.page.locator("#us-uncertainty").check()  # scores every lesion (mirroring TTA)
     app.segment()
+    unsure = app.get("us_low_confidence")
+    text, kind = app.message()
+    assert (kind == "success" and "OpenVINO" in text) or "torch" in text
+    assert all(f"{n}" in text.split("low confidence: lesion")[-1] for n in unsure)
     assert app.get("us_lesion_mode") is True and app.get("us_lesion_count") >= 1
     assert len(app.get("us_lesions")) == app.get("us_lesion_count")
     assert app.page.locator("#us-lesions").is_visible()

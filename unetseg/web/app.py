@@ -19,10 +19,9 @@ from trame.widgets import html
 from trame_slicer.app import SegmentationApp
 from trame_slicer.app.ui.control_button import ControlButton
 
-from unetseg.engine.options import SegmentOptions
 from unetseg.web import catalog, panel, saving, sources
 from unetseg.web.editing import ResultEditor
-from unetseg.web.runner import RunCancelledError, SegmentationRunner
+from unetseg.web.runner import RunCancelledError, SegmentationRunner, form_options
 from unetseg.web.uploads import DEFAULT_MAX_UPLOAD_BYTES, UploadedFile, UploadError, UploadStore
 
 logger = logging.getLogger(__name__)
@@ -85,8 +84,11 @@ class WebApp(SegmentationApp):
                 "us_inputs": [],
                 "us_choice": {},
                 "us_device": "auto",
+                "us_backend": "auto",
                 "us_overlap": "",
                 "us_fast": False,
+                "us_uncertainty": False,
+                "us_low_confidence": [],
                 "us_running": False,
                 "us_progress": 0,
                 "us_progress_text": "",
@@ -284,22 +286,12 @@ class WebApp(SegmentationApp):
 
     # -- running -----------------------------------------------------------------------------
 
-    def _options(self) -> SegmentOptions:
-        text = str(self.state.us_overlap or "").strip()
-        try:
-            overlap = float(text) if text else None
-        except ValueError:
-            raise ValueError(f"Overlap must be a number in [0, 0.95], got '{text}'") from None
-        return SegmentOptions(
-            device=self.state.us_device or "auto", overlap=overlap, fast=bool(self.state.us_fast)
-        )
-
     def segment(self) -> None:
         if not self.state.us_model:
             raise ValueError("Choose a model first")
         package = self.catalog.get(self.state.us_model)
         nodes = catalog.chosen_nodes(package, self.state.us_choice or {}, self.scene)
-        self.runner.start(package, nodes, self._options())
+        self.runner.start(package, nodes, form_options(self.state))
         reference = next(nodes[spec.name] for spec in package.inputs if spec.name in nodes)
         self._pending = (package, reference.GetID())
         self.state.update({"us_running": True, "us_progress": 0, "us_progress_text": "Starting"})
@@ -345,7 +337,16 @@ class WebApp(SegmentationApp):
             self._logic.data.is_drawer_visible = True
             self._publish_scene()
             seconds = result.timings.get("total", 0.0)
-            self._message(f"Done in {seconds:.1f} s on {result.device}", "success")
+            unsure = [
+                row["id"]
+                for row in result.statistics.get("lesions", [])
+                if row.get("low_confidence")
+            ]
+            self.state.us_low_confidence = unsure
+            text = f"Done in {seconds:.1f} s on {result.device} ({result.backend})"
+            if unsure:
+                text += f"; low confidence: lesion {', '.join(map(str, unsure))}"
+            self._message(text, "success")
 
     # -- saving ------------------------------------------------------------------------------
 

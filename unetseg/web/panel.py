@@ -155,6 +155,23 @@ def build_panel(
                 id="us-overlap",
             )
             v3.VCheckbox(label="Fast", v_model=("us_fast",), density="compact", hide_details=True)
+        with html.Div(classes="d-flex align-center mt-2"):
+            v3.VSelect(
+                label="Backend",
+                items=("['auto', 'torch', 'openvino']",),
+                v_model=("us_backend",),
+                density="compact",
+                hide_details=True,
+                style="max-width: 140px",
+            )
+            v3.VCheckbox(
+                label="Uncertainty (slower)",
+                v_model=("us_uncertainty",),
+                density="compact",
+                hide_details=True,
+                classes="ml-2",
+                id="us-uncertainty",
+            )
 
         _section("4. Segment")
         with html.Div(classes="d-flex align-center"):

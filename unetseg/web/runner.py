@@ -98,3 +98,24 @@ class SegmentationRunner:
             return job.finish()
         except InferenceCancelled:
             raise RunCancelledError("Segmentation cancelled; nothing was changed") from None
+
+
+def form_options(state: Any) -> SegmentOptions:
+    """The run's options from the panel's state (``us_device``, ``us_backend``,
+    ``us_overlap`` text, ``us_fast``, ``us_uncertainty``).
+
+    Raises:
+        ValueError: the overlap is not a number, or an option is out of range.
+    """
+    text = str(state.us_overlap or "").strip()
+    try:
+        overlap = float(text) if text else None
+    except ValueError:
+        raise ValueError(f"Overlap must be a number in [0, 0.95], got '{text}'") from None
+    return SegmentOptions(
+        device=state.us_device or "auto",
+        backend=state.us_backend or "auto",
+        overlap=overlap,
+        fast=bool(state.us_fast),
+        uncertainty=bool(state.us_uncertainty),
+    )
