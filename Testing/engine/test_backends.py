@@ -199,3 +199,13 @@ def test_auto_on_cuda_runs_torch_in_float16_and_agrees_with_the_cpu(brain_packag
     assert gpu.runner.backend == "torch" and gpu.runner.precision == "float16"
     assert result.device.startswith("CUDA")
     assert np.mean(result.labels == cpu.labels) >= 0.99
+
+
+def test_options_come_from_any_object_with_the_field_names():
+    from types import SimpleNamespace
+
+    form = SimpleNamespace(device="cpu", backend="torch", overlap=0.6, fast=True, unrelated=1)
+    options = SegmentOptions.from_attributes(form)
+    assert options == SegmentOptions(device="cpu", backend="torch", overlap=0.6, fast=True)
+    with pytest.raises(ValueError, match="overlap"):
+        SegmentOptions.from_attributes(SimpleNamespace(overlap=0.99))

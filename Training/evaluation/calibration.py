@@ -262,37 +262,15 @@ def case_calibration(
         label: the case's label map as loaded (before ``label_map`` / ``regions``).
         source: the case's ``SourceConfig``.
     """
-    import torch
-
     from Training.evaluation.datasets import reference_labels
     from Training.loop.cases import known_regions
-    from unetseg.engine.inference import sliding_window_inference
     from unetseg.engine.preprocessing.pipeline import prepare_inputs
     from unetseg.engine.preprocessing.resampling import resample_to_geometry
 
     package = segmenter.package
     manifest = package.manifest
     case = prepare_inputs(arrays, [None if a is None else geometry for a in arrays], manifest)
-    mask = None if case.foreground_mask is None else torch.from_numpy(case.foreground_mask)
-    runner = segmenter.runner  # what runs the network: (B, C, *roi) windows -> logits
-    options = segmenter.options
-    mirror_axes = tuple(range(len(segmenter.roi_size))) if options.mirroring else None
-    with torch.no_grad():
-        probabilities = sliding_window_inference(
-            torch.from_numpy(case.image).unsqueeze(0),
-            segmenter.roi_size,
-            runner,
-            overlap=segmenter.overlap,
-            mode="gaussian",
-            sw_batch_size=runner.window_batch,
-            foreground_mask=mask,
-            mirror_axes=mirror_axes,
-            output="probabilities",
-            activation=package.activation,
-            device=runner.device,
-            amp="off",  # the runner applies the run's precision
-        )[0]
-    values = probabilities.float().cpu().numpy()
+    values = segmenter.probabilities(case)
     spatial = values.shape[1:]
     on_grid = resample_to_geometry(
         np.asarray(label).reshape(geometry.shape), geometry, case.model_geometry, order=0

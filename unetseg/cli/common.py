@@ -83,14 +83,7 @@ def segment_options(args: argparse.Namespace) -> SegmentOptions:
     from unetseg.engine.options import SegmentOptions
 
     try:
-        return SegmentOptions(
-            device=args.device,
-            backend=args.backend,
-            overlap=args.overlap,
-            fast=args.fast,
-            precision=args.precision,
-            uncertainty=args.uncertainty,
-        )
+        return SegmentOptions.from_attributes(args)
     except ValueError as error:
         raise ValueError(f"--{error}") from None
 

@@ -73,6 +73,13 @@ class SegmentOptions:
         if self.backend == "openvino" and device.startswith("cuda"):
             raise ValueError("backend 'openvino' runs on the CPU only: use device 'cpu' or 'auto'")
 
+    @classmethod
+    def from_attributes(cls, source: Any) -> SegmentOptions:
+        """Options from the attributes of `source` named after the fields (an argparse
+        namespace, a Slicer parameter node); fields it lacks keep their defaults."""
+        names = [field.name for field in fields(cls) if hasattr(source, field.name)]
+        return cls(**{name: getattr(source, name) for name in names})
+
     def with_changes(self, **changes: Any) -> SegmentOptions:
         """A copy with `changes` applied (checked like a new instance)."""
         return replace(self, **changes)

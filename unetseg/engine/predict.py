@@ -155,6 +155,17 @@ class Segmenter:
             uncertainty=uncertainty,
         )
 
+    def probabilities(self, case: PreparedCase) -> np.ndarray:
+        """The blended probabilities `(C, *model spatial)` float32 of a prepared case on the
+        model grid, as this run computes them (windows, overlap, skipping, mirroring), after
+        the model's activation: for calibration and uncertainty studies."""
+        logits = self._infer(case, None, None, logits=True)
+        if self.options.uncertainty:
+            logits = logits[:-1]
+        activate = torch.softmax if self.package.activation == "softmax" else None
+        blended = torch.from_numpy(np.ascontiguousarray(logits))
+        return (activate(blended, 0) if activate else torch.sigmoid(blended)).numpy()
+
     def _body(self, case: PreparedCase) -> np.ndarray | None:
         """The body mask on the input grid where the manifest's postprocessing uses it."""
         if not self.package.manifest.get("postprocessing", {}).get("inside_body"):

@@ -48,12 +48,5 @@ class SegmentationParameterNode:
 
 
 def segmentOptions(parameters: SegmentationParameterNode) -> SegmentOptions:
-    """The run's options as set in the panel."""
-    return SegmentOptions(
-        device=parameters.device,
-        backend=parameters.backend,
-        overlap=parameters.overlap,
-        fast=parameters.fast,
-        precision=parameters.precision,
-        uncertainty=parameters.uncertainty,
-    )
+    """The run's options as set in the panel (the fields named after ``SegmentOptions``'s)."""
+    return SegmentOptions.from_attributes(parameters)
