@@ -9,14 +9,18 @@ import pytest
 pytest.importorskip("slicer", reason="needs slicer-core")
 
 from unetseg.engine.geometry import Geometry
+from unetseg.engine.manifest import LabelSpec
 from unetseg.host.scene_io import newScene
 from unetseg.host.segmentation import writeLabelmapToSegmentation
 from unetseg.host.volumes import addVolumeFromArray
 from unetseg.web import results, saving
 
 LABELS = [
-    {"value": 1, "name": "Tumour core", "color": [200, 40, 40]},
-    {"value": 2, "name": "Oedema", "color": [230, 200, 60]},
+    LabelSpec.from_manifest(entry)
+    for entry in [
+        {"value": 1, "name": "Tumour core", "color": [200, 40, 40]},
+        {"value": 2, "name": "Oedema", "color": [230, 200, 60]},
+    ]
 ]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from unetseg.engine.options import DEVICES
+
 HELP = "evaluate a model package on labelled cases: per-case metrics, means and a report"
 
 
@@ -23,13 +25,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="part of the patient-level split to evaluate (default: a run's or training "
         "config's test part, else its validation part; all cases of a folder or data config)",
     )
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument(
         "--overlays",
         type=int,
         default=3,
         metavar="N",
         help="worst and best cases shown in the report (default 3 each)",
+    )
+    parser.add_argument(
+        "--ablate-inputs",
+        action="store_true",
+        help="also segment the cases that have every input without each optional input, and "
+        "report the change in Dice (metrics.json input_ablation)",
     )
     parser.add_argument(
         "--no-distances",
@@ -67,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             distances=not args.no_distances,
             overlays=args.overlays,
+            ablate_inputs=args.ablate_inputs,
         )
     except (ConfigError, DatasetError, ModelPackageError, ValueError, OSError) as error:
         print(f"evaluate: error: {error}", file=sys.stderr)
@@ -76,4 +85,8 @@ def run(args: argparse.Namespace) -> int:
         f"mean Dice {mean['dice']:.4f} over {result['data']['cases']} case(s); "
         f"report {out / 'report.html'}"
     )
+    ablation = result.get("input_ablation")
+    for left_out, scores in (ablation or {}).get("without", {}).items():
+        change = ", ".join(f"{region} {value:+.3f}" for region, value in scores["change"].items())
+        print(f"without {left_out}: Dice change {change} ({len(ablation['cases'])} case(s))")
     return 0

@@ -86,6 +86,8 @@ def report_blocks(result: Mapping[str, Any]) -> list[Block]:
         blocks += _lesion_blocks(result["lesion_detection"])
     if result.get("calibration"):
         blocks += _calibration_blocks(result["calibration"])
+    if result.get("input_ablation"):
+        blocks += _ablation_blocks(result["input_ablation"])
     blocks += [
         Heading(2, "Cases (worst first)"),
         _case_table(result, names),
@@ -189,6 +191,27 @@ def _calibration_blocks(calibration: Mapping[str, Any]) -> list[Block]:
     if calibration.get("plot"):
         blocks.append(Figure(calibration["plot"], "Reliability diagram"))
     return blocks
+
+
+def _ablation_blocks(ablation: Mapping[str, Any]) -> list[Block]:
+    """Mean Dice with every input and without optional inputs (``ablation.input_ablation``)."""
+    regions = list(ablation["full"])
+    rows = [["all inputs", *(_number(ablation["full"][r]) for r in regions)]]
+    for left_out, scores in ablation["without"].items():
+        rows.append(
+            [f"without {left_out}"]
+            + [f"{_number(scores['dice'][r])} ({scores['change'][r]:+.3f})" for r in regions]
+        )
+    cases = ", ".join(ablation["cases"])
+    return [
+        Heading(2, "Missing inputs"),
+        Paragraph(
+            f"Mean Dice over the {len(ablation['cases'])} case(s) that have every input "
+            f"({cases}), segmented with all of them and again with optional inputs left out "
+            "(change in brackets)."
+        ),
+        Table(["Inputs", *regions], rows),
+    ]
 
 
 def _size_range(low: float, high: float | None) -> str:

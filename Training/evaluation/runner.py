@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from Training.data import CaseRecord, DatasetError, load_case
+from Training.evaluation.ablation import input_ablation
 from Training.evaluation.calibration import Calibration, case_calibration, plot_reliability
 from Training.evaluation.datasets import EvaluationData, model_inputs, reference_labels
 from Training.evaluation.overlay import OverlayView, overlay_view, render_overlay
@@ -127,6 +128,7 @@ def evaluate(
     distances: bool = True,
     overlays: int = 3,
     calibration: bool = True,
+    ablate_inputs: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``package`` on ``data`` and write the files listed in the module docstring.
 
@@ -136,6 +138,8 @@ def evaluate(
         overlays: number of worst and of best cases (by mean Dice) shown in the report.
         calibration: also score the calibration of the model's probabilities (a second,
             probability pass per case; ``Training.evaluation.calibration``).
+        ablate_inputs: also measure the Dice without each optional input
+            (``Training.evaluation.ablation``; more passes per complete case).
 
     Returns:
         The content of ``metrics.json``.
@@ -218,6 +222,8 @@ def evaluate(
         result_json["calibration"] = calibrated.result()
         plot = plot_reliability(result_json["calibration"], out / "calibration.png", package.title)
         result_json["calibration"]["plot"] = None if plot is None else plot.name
+    if ablate_inputs:
+        result_json["input_ablation"] = input_ablation(segmenter, data)
     _write_tables(out, result_json)
     write_atomically(
         out / "metrics.json", json.dumps(result_json, indent=1, allow_nan=False).encode()

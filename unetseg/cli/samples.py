@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from unetseg.cli.common import HelpFormatter, require_slicer
+from unetseg.engine.options import DEVICES
 
 
 def add_parsers(
@@ -29,9 +30,7 @@ def add_parsers(
         formatter_class=HelpFormatter,
     )
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
-    demo.add_argument(
-        "--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the network runs"
-    )
+    demo.add_argument("--device", default="auto", choices=DEVICES, help="where the network runs")
     sample.set_defaults(handler=run_sample)
     demo.set_defaults(handler=run_demo)
 

@@ -274,6 +274,15 @@ def _print_report(report: dict) -> None:
         print(f"  not used: {source}")
     for name in report["missing_inputs"]:
         print(f"  input {name}: MISSING (optional; result flagged)")
+    effect = report.get("missing_input_effect")
+    if effect:
+        change = ", ".join(
+            f"{region} {value:+.3f}" for region, value in effect["dice_change"].items()
+        )
+        print(
+            f"  without {'+'.join(effect['missing'])} this model's Dice changed by {change} "
+            f"({effect['cases']} case(s) of {effect['data']})"
+        )
     for segment in report["statistics"]["segments"]:
         score = segment.get("uncertainty_mean")
         unsure = "" if score is None else f", mean uncertainty {score:.2f}"

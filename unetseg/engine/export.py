@@ -34,7 +34,7 @@ def window_shape(package: ModelPackage, window_batch: int = 1) -> tuple[int, ...
         raise ValueError(f"window_batch must be >= 1, got {window_batch}")
     spatial = package.patch_size[: package.spatial_dims]
     roi = tuple(int(p) for p in reversed(spatial))
-    channels = int(package.manifest["network"]["in_channels"])
+    channels = package.in_channels
     return (window_batch, channels, *roi)
 
 

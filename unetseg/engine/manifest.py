@@ -231,6 +231,13 @@ def _semantic_problems(m: Mapping[str, Any]) -> list[str]:
         problems.append(f"$.weights.file: {weights_file!r} is a pickle format. {PICKLE_REFUSAL}")
     elif not weights_file.endswith(".safetensors"):
         problems.append(f"$.weights.file: {weights_file!r} must be a .safetensors file")
+    optional = {entry["name"] for entry in m["inputs"] if not entry["required"]}
+    for i, effect in enumerate(m.get("missing_input_effects", [])):
+        if not set(effect["missing"]) <= optional:
+            problems.append(
+                f"$.missing_input_effects[{i}].missing: {effect['missing']} must be optional "
+                f"inputs of the model {sorted(optional)}"
+            )
     label_values = {label["value"] for label in m["labels"]}
     for value in m.get("postprocessing", {}).get("largest_component", ()):
         if value not in label_values:

@@ -14,7 +14,7 @@ import copy
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -115,6 +115,35 @@ class ModelPackage:
         return float(self.manifest["output"].get("threshold", 0.5))
 
     @property
+    def in_channels(self) -> int:
+        """Network input channels (one per input, in manifest order)."""
+        return int(self.manifest["network"]["in_channels"])
+
+    @property
+    def out_channels(self) -> int:
+        """Network output channels (logits)."""
+        return int(self.manifest["network"]["out_channels"])
+
+    @property
+    def weights_sha256(self) -> str:
+        """SHA-256 of the weights file, as the manifest records it."""
+        return self.manifest["weights"]["sha256"]
+
+    @property
+    def reduced_precision(self) -> bool:
+        """Whether reduced precision was measured to agree with float32 (manifest)."""
+        return bool(self.manifest.get("reduced_precision", False))
+
+    def missing_input_effect(self, missing: Sequence[str]) -> dict[str, Any] | None:
+        """The measured effect (manifest ``missing_input_effects``) of running without exactly
+        the inputs ``missing``, or None when the model's evaluation did not measure it."""
+        wanted = set(missing)
+        for entry in self.manifest.get("missing_input_effects", []):
+            if wanted and set(entry["missing"]) == wanted:
+                return dict(entry)
+        return None
+
+    @property
     def lesion_analysis(self) -> bool:
         return bool(self.manifest.get("lesion_analysis", False))
 
@@ -133,7 +162,7 @@ class ModelPackage:
         if len(data) != size:
             raise ModelPackageError(f"{path} changed while it was read", path=path)
         digest = hashlib.sha256(data).hexdigest()
-        expected = self.manifest["weights"]["sha256"]
+        expected = self.weights_sha256
         if digest != expected:
             raise ModelPackageError(
                 f"{self.weights_path} is corrupt or was modified after packaging: its SHA-256 is "

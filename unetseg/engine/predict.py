@@ -181,7 +181,7 @@ class Segmenter:
         axes = case.spatial_dims  # 2D: in-plane (I, J) only
         if not np.any(model[:axes] > COARSER_FACTOR * given[:axes]):
             return False
-        channels = int(self.package.manifest["network"]["out_channels"])
+        channels = self.package.out_channels
         return channels * int(np.prod(case.reference_shape)) * 4 <= SMOOTH_RESTORE_MAX_BYTES
 
     def _model_grid_labels(self, logits: np.ndarray) -> np.ndarray:

@@ -110,6 +110,12 @@ class RunControlsMixin:
             status += " " + _(
                 "Run without the optional input(s) {inputs}: the result may be less accurate."
             ).format(inputs=missing)
+            effect = model.missing_input_effect(result.missingInputs) if model else None
+            if effect:
+                change = ", ".join(f"{k} {v:+.3f}" for k, v in effect["dice_change"].items())
+                status += " " + _(
+                    "Measured on {cases} case(s) of {data}: Dice change {change}."
+                ).format(cases=effect["cases"], data=effect["data"], change=change)
         self._setStatus(status)
 
     def onLesionDoubleClicked(self, row: int, column: int) -> None:

@@ -115,8 +115,10 @@ def segmentFiles(
     Returns:
         Summary: model, matched inputs (``{"path", "matched": "auto"|"map"}`` plus the series
         number, description, modality and UID for DICOM), unused inputs, missing optional
-        inputs, ``warnings`` about the inputs used (DICOM series problems; inputs whose
-        DICOM Modality or intensities are not the model's), the device, the backend, the
+        inputs (``missing_inputs``) and their measured effect on the model's Dice when its
+        evaluation measured it (``missing_input_effect``, else None), ``warnings`` about the
+        inputs used (DICOM series problems; inputs whose DICOM Modality or intensities are not
+        the model's), the device, the backend, the
         run's ``options`` (and ``fast`` among them at the top level), timings
         per stage in s ("discover", "load", the logic's stages, "dicom_seg", "preview",
         "exports" (NIfTI, masks, CSV) when written, "save", "total" wall time), per-segment
@@ -289,6 +291,7 @@ def _report(
         },
         "unused_inputs": [s.describe() for s in sources if id(s) not in used],
         "missing_inputs": result.missingInputs,
+        "missing_input_effect": package.missing_input_effect(result.missingInputs),
         "warnings": warnings,
         "device": result.device,
         "backend": result.backend,

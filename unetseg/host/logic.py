@@ -152,7 +152,7 @@ class SegmentationLogic:
 
     def segmenter(self, model: ModelPackage, options: SegmentOptions) -> Segmenter:
         """The network of ``model`` loaded for ``options`` (kept for the next run)."""
-        key = (str(model.path), model.manifest["weights"]["sha256"], options)
+        key = (str(model.path), model.weights_sha256, options)
         with self._segmentersLock:
             if key not in self._segmenters:
                 self._segmenters[key] = Segmenter(model, options)

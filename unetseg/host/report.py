@@ -69,7 +69,7 @@ def roundedStatistics(statistics: Mapping[str, Any]) -> dict[str, Any]:
 def segmentStatistics(
     labels: np.ndarray,
     geometry: Geometry,
-    labelSpecs: Sequence[LabelSpec | Mapping[str, Any]],
+    labelSpecs: Sequence[LabelSpec],
     lesionLabels: Iterable[int] | None = None,
     minLesionVolumeMm3: float = 0.0,
     uncertainty: np.ndarray | None = None,
@@ -79,7 +79,7 @@ def segmentStatistics(
     Args:
         labels: label map (K, J, I) on ``geometry`` (``(J, I)`` accepted when ``K = 1``).
         geometry: the label map's geometry.
-        labelSpecs: manifest ``labels`` entries or ``LabelSpec`` objects (value 0 ignored).
+        labelSpecs: the model's ``LabelSpec`` objects (value 0 ignored).
         lesionLabels: label values whose union is split into lesions; None: no lesion table.
         minLesionVolumeMm3: lesions smaller than this are left out of the table and count.
         uncertainty: per-voxel uncertainty shaped like ``labels``: adds ``uncertainty_mean``
@@ -100,8 +100,7 @@ def segmentStatistics(
         raise ValueError(f"Label map shape {labels.shape} differs from geometry {geometry.shape}")
     if labels.dtype.kind not in "ui" or (labels.size and labels.min() < 0):
         raise ValueError("Label map must hold non-negative integers")
-    specs = [s if isinstance(s, LabelSpec) else LabelSpec.from_manifest(s) for s in labelSpecs]
-    specs = [spec for spec in specs if spec.value != 0]
+    specs = [spec for spec in labelSpecs if spec.value != 0]
     axes = geometry.ijk_to_ras[:3, :3]
     voxelMm3 = float(abs(np.linalg.det(axes)))
     pixelMm2 = float(np.linalg.norm(np.cross(axes[:, 0], axes[:, 1])))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import slicer
@@ -33,15 +32,10 @@ class SegmentationExistsError(RuntimeError):
     """The target segmentation already has segments and replacing them was not allowed."""
 
 
-def asLabelSpec(spec: LabelSpec | Mapping[str, Any]) -> LabelSpec:
-    """Accept a manifest ``labels`` entry (dict) or a ``LabelSpec``."""
-    return spec if isinstance(spec, LabelSpec) else LabelSpec.from_manifest(spec)
-
-
-def segmentId(labelSpec: LabelSpec | Mapping[str, Any], modelId: str | None = None) -> str:
+def segmentId(labelSpec: LabelSpec, modelId: str | None = None) -> str:
     """Stable segment ID of a label: ``[<modelId>_]<slug of the label name>``."""
-    slug = re.sub(r"[^0-9a-z]+", "_", asLabelSpec(labelSpec).name.lower()).strip("_")
-    slug = slug or f"label_{asLabelSpec(labelSpec).value}"
+    slug = re.sub(r"[^0-9a-z]+", "_", labelSpec.name.lower()).strip("_")
+    slug = slug or f"label_{labelSpec.value}"
     return f"{modelId}_{slug}" if modelId else slug
 
 
@@ -159,7 +153,7 @@ def writeLabelmapToSegmentation(
     scene,
     labels: np.ndarray,
     referenceVolumeNode,
-    labelSpecs: Sequence[LabelSpec | Mapping[str, Any]],
+    labelSpecs: Sequence[LabelSpec],
     segmentationNode=None,
     name: str | None = None,
     replaceModelSegments: bool = False,
@@ -175,7 +169,7 @@ def writeLabelmapToSegmentation(
         referenceVolumeNode: the volume the labels were computed for. Its local IJKToRAS is
             used, and a new segmentation is put under the same parent transform, so the
             segments stay aligned when the transform changes.
-        labelSpecs: manifest ``labels`` entries (dicts) or ``LabelSpec`` objects; one segment
+        labelSpecs: the model's ``LabelSpec`` objects (``ModelPackage.labels``); one segment
             each, in this order, empty if the label is absent (value 0 is ignored).
         segmentationNode: existing node to write into; default: a new node per run.
         name: name of a new node, e.g. ``"<volume name> - <model title>"``; made unique in the
@@ -194,8 +188,7 @@ def writeLabelmapToSegmentation(
     rounding); names and colours are marked as not auto-generated. The label map is imported
     in one call as a shared labelmap layer whose label values are the manifest values.
     """
-    specs = [asLabelSpec(spec) for spec in labelSpecs]
-    specs = [spec for spec in specs if spec.value != 0]
+    specs = [spec for spec in labelSpecs if spec.value != 0]
     ids = [segmentId(spec, modelId) for spec in specs]
     values = [spec.value for spec in specs]
     if len(set(ids)) != len(ids) or len(set(values)) != len(values):

@@ -6,10 +6,13 @@ the browser tests use carry a stable ``id``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from trame.widgets import html
 from trame.widgets import vuetify3 as v3
+
+from unetseg.engine.options import BACKENDS, DEVICES
 
 #: JavaScript run when files are chosen: refuse too large uploads before sending any byte,
 #: else send them in chunks to the server (trame-slicer's chunk loader).
@@ -140,7 +143,7 @@ def build_panel(
         with html.Div(classes="d-flex align-center mt-2"):
             v3.VSelect(
                 label="Device",
-                items=("['auto', 'cpu', 'cuda']",),
+                items=(json.dumps(list(DEVICES)),),
                 v_model=("us_device",),
                 density="compact",
                 hide_details=True,
@@ -158,7 +161,7 @@ def build_panel(
         with html.Div(classes="d-flex align-center mt-2"):
             v3.VSelect(
                 label="Backend",
-                items=("['auto', 'torch', 'openvino']",),
+                items=(json.dumps(list(BACKENDS)),),
                 v_model=("us_backend",),
                 density="compact",
                 hide_details=True,

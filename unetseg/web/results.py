@@ -13,6 +13,7 @@ import numpy as np
 import slicer
 import vtk
 
+from unetseg.engine.manifest import LabelSpec
 from unetseg.host.report import formatSize, segmentStatistics
 from unetseg.host.volumes import volumeGeometry
 
@@ -95,6 +96,6 @@ def segment_table(
     }
 
 
-def _label_specs(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Minimal manifest label entries (terminology is not needed for measuring)."""
-    return [{"value": s["value"], "name": s["name"], "color": s["color"]} for s in specs]
+def _label_specs(specs: list[dict[str, Any]]) -> list[LabelSpec]:
+    """Label specs of the segments (terminology is not needed for measuring)."""
+    return [LabelSpec(s["value"], s["name"], tuple(s["color"]), None) for s in specs]

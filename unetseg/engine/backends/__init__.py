@@ -59,7 +59,7 @@ def wants_reduced_precision(
         return options.precision == "reduced"
     if device.type == "cuda":
         return True
-    return options.fast and bool(package.manifest.get("reduced_precision", False))
+    return options.fast and package.reduced_precision
 
 
 def load_runner(package: ModelPackage, options: SegmentOptions) -> Runner:

@@ -90,7 +90,7 @@ def cached_ir(package: ModelPackage, window_batch: int) -> Path:
     """The `.xml` of the package's OpenVINO IR for `window_batch` windows, exported into the
     cache unless a verified copy is there (see the module docstring)."""
     ov = import_openvino()
-    weights = package.manifest["weights"]["sha256"]
+    weights = package.weights_sha256
     shape = "x".join(str(s) for s in window_shape(package, window_batch))
     version = ov.get_version().split("-")[0]
     folder = cache_folder() / "openvino" / f"{package.id}-{weights[:16]}" / f"{shape}-{version}"
