@@ -6,8 +6,7 @@ the browser tests use carry a stable ``id``.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from trame.widgets import html
 from trame.widgets import vuetify3 as v3
@@ -143,7 +142,7 @@ def build_panel(
         with html.Div(classes="d-flex align-center mt-2"):
             v3.VSelect(
                 label="Device",
-                items=(json.dumps(list(DEVICES)),),
+                items=(_js_list(DEVICES),),
                 v_model=("us_device",),
                 density="compact",
                 hide_details=True,
@@ -161,7 +160,7 @@ def build_panel(
         with html.Div(classes="d-flex align-center mt-2"):
             v3.VSelect(
                 label="Backend",
-                items=(json.dumps(list(BACKENDS)),),
+                items=(_js_list(BACKENDS),),
                 v_model=("us_backend",),
                 density="compact",
                 hide_details=True,
@@ -267,3 +266,9 @@ def build_results(
                 disabled=("!us_dicom_ok",),
                 id="us-download-dicom",
             )
+
+
+def _js_list(values: Sequence[str]) -> str:
+    """A JavaScript list of strings in single quotes: it sits inside a double-quoted HTML
+    attribute of the page template."""
+    return "[" + ", ".join(f"'{value}'" for value in values) + "]"
