@@ -52,7 +52,8 @@ def run_demo(out: str | Path, device: str = "auto") -> list[dict[str, Any]]:
             print(f"  {segment['name']}: {formatSize(segment)}")
         if "lesion_count" in report["statistics"]:
             print(f"  lesions: {report['statistics']['lesion_count']}")
-        print(f"  time: {report['timings_s']['total']:.1f} s on {report['device']}")
+        seconds, where = report["timings_s"]["total"], report["device"]
+        print(f"  time: {seconds:.1f} s on {where} ({report['backend']})")
         for kind, path in report["outputs"].items():
             print(f"  {kind}: {path}")
         reports.append({"sample": sample.id, **report})
