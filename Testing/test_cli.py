@@ -114,7 +114,7 @@ def test_fast_option_runs_and_is_recorded_in_the_summary(
 
     assert code == 0, err
     report = json.loads(summary.read_text())
-    assert report["fast"] is True
+    assert report["options"]["fast"] is True
     seg = slicerio.read_segmentation(str(output))
     assert [s["name"] for s in seg["segments"]] == [label.name for label in brain_model.labels]
     reference = nib.load(brats_files["t1c"])

@@ -81,7 +81,7 @@ def child(spec: dict) -> dict:
     images = [read_image(Path(p)) for p in paths]
     case = prepare_inputs([a for a, _ in images], [g for _, g in images], package.manifest)
     image = torch.from_numpy(case.image)[None]
-    roi = tuple(reversed(package.patch_size[: package.spatial_dims]))
+    roi = package.roi_size
     fields = VARIANTS[spec["variant"]]
     baseline = rss_mib("VmRSS")
     loaded = time.perf_counter()

@@ -154,10 +154,18 @@ def test_auto_picks_openvino_on_the_cpu_only_when_installed(monkeypatch):
     assert resolve_backend("auto", cpu) == "openvino"
     assert resolve_backend("auto", cuda) == "torch"
     assert resolve_backend("torch", cpu) == "torch"
-    with pytest.raises(ValueError, match="CPU"):
-        resolve_backend("openvino", cuda)
+    assert resolve_backend("openvino", cpu) == "openvino"
     monkeypatch.setattr(backends, "openvino_installed", lambda: False)
     assert resolve_backend("auto", cpu) == "torch"
+
+
+def test_openvino_with_device_auto_runs_on_the_cpu_even_where_cuda_is(brain_package, monkeypatch):
+    # As on a GPU machine, where device "auto" picks CUDA.
+    monkeypatch.setattr(backends, "select_device", lambda name: torch.device("cuda"))
+    runner = load_runner(brain_package, SegmentOptions(backend="openvino"))
+    assert runner.backend == "openvino" and runner.device == torch.device("cpu")
+    with pytest.raises(ValueError, match="CPU only"):
+        SegmentOptions(device="cuda", backend="openvino")
 
 
 def test_asking_for_openvino_without_it_names_the_install_command(brain_package, monkeypatch):

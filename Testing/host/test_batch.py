@@ -166,7 +166,7 @@ def test_nifti_brats_case_through_the_command_line(brain_model, nifti_files, tmp
     }
     assert report["unused_inputs"] == [str(nifti_files[None])]
     assert report["missing_inputs"] == []
-    assert report["fast"] is False
+    assert report["options"]["fast"] is False
     assert set(report["timings_s"]) == STAGES
     assert report["outputs"] == {"seg_nrrd": str(output)}
     stdout = capsys.readouterr().out

@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="worst and best cases shown in the report (default 3 each)",
     )
     parser.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="skip the calibration (reliability diagram, ECE): one inference pass per case less",
+    )
+    parser.add_argument(
         "--ablate-inputs",
         action="store_true",
         help="also segment the cases that have every input without each optional input, and "
@@ -75,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             distances=not args.no_distances,
             overlays=args.overlays,
+            calibration=not args.no_calibration,
             ablate_inputs=args.ablate_inputs,
         )
     except (ConfigError, DatasetError, ModelPackageError, ValueError, OSError) as error:

@@ -196,7 +196,7 @@ def _speed_hint(report: dict) -> str | None:
     ``--fast``; None otherwise."""
     seconds = report["timings_s"].get("inference", 0.0)
     on_cpu = report["device"].startswith("CPU")
-    if report["fast"] or not on_cpu or seconds <= SLOW_INFERENCE_S:
+    if report["options"]["fast"] or not on_cpu or seconds <= SLOW_INFERENCE_S:
         return None
     return (
         f"hint: inference took {seconds:.0f} s on the CPU; --fast (approximate, see --help) "

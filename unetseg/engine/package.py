@@ -99,6 +99,11 @@ class ModelPackage:
         return (int(x), int(y), int(z))
 
     @property
+    def roi_size(self) -> tuple[int, ...]:
+        """Sliding window in array order: (K, J, I) for 3D, (J, I) for 2D models."""
+        return tuple(reversed(self.patch_size[: self.spatial_dims]))
+
+    @property
     def overlap(self) -> float:
         return float(self.manifest["overlap"])
 

@@ -100,9 +100,7 @@ class Segmenter:
     @property
     def roi_size(self) -> tuple[int, ...]:
         """Window size in array order: (K, J, I) for 3D, (J, I) for 2D models."""
-        patch_ijk = self.package.patch_size
-        spatial = patch_ijk[: self.package.spatial_dims]
-        return tuple(int(p) for p in reversed(spatial))
+        return self.package.roi_size
 
     def segment(
         self,
@@ -136,7 +134,7 @@ class Segmenter:
         uncertainty = None
         if uncertain:  # values: C logit channels and the uncertainty channel
             uncertainty = case.restore_probabilities(values[-1:])[0]
-            values = values[:-1] if smooth else self._model_grid_labels(values[:-1])
+            values = values[:-1] if smooth else self._labels(values[:-1])
         restored = self._restore(case, values, smooth)
         manifest = self.package.manifest
         apply_postprocessing(restored, case.reference_geometry, manifest, self._body(case))
@@ -160,11 +158,12 @@ class Segmenter:
         model grid, as this run computes them (windows, overlap, skipping, mirroring), after
         the model's activation: for calibration and uncertainty studies."""
         logits = self._infer(case, None, None, logits=True)
-        if self.options.uncertainty:
+        if self.options.uncertainty:  # drop the uncertainty channel
             logits = logits[:-1]
-        activate = torch.softmax if self.package.activation == "softmax" else None
         blended = torch.from_numpy(np.ascontiguousarray(logits))
-        return (activate(blended, 0) if activate else torch.sigmoid(blended)).numpy()
+        if self.package.activation == "softmax":
+            return torch.softmax(blended, 0).numpy()
+        return torch.sigmoid(blended).numpy()
 
     def _body(self, case: PreparedCase) -> np.ndarray | None:
         """The body mask on the input grid where the manifest's postprocessing uses it."""
@@ -184,8 +183,9 @@ class Segmenter:
         channels = self.package.out_channels
         return channels * int(np.prod(case.reference_shape)) * 4 <= SMOOTH_RESTORE_MAX_BYTES
 
-    def _model_grid_labels(self, logits: np.ndarray) -> np.ndarray:
-        """Label map on the model grid from blended logits `(C, *model spatial)`."""
+    def _labels(self, logits: np.ndarray) -> np.ndarray:
+        """Label map from blended logits `(C, *spatial)` (the model's activation and
+        threshold)."""
         blended = torch.from_numpy(np.ascontiguousarray(logits))
         labels = torch.empty(blended.shape[1:], dtype=torch.uint8)
         threshold = self.package.threshold or 0.5
@@ -194,15 +194,10 @@ class Segmenter:
 
     def _restore(self, case: PreparedCase, values: np.ndarray, logits: bool) -> np.ndarray:
         """Label map on the input grid from model-grid labels, or from model-grid logits
-        `(C, *model spatial)`."""
-        if not logits:
-            return case.restore_labels(values)
-        restored = torch.from_numpy(case.restore_probabilities(values))
-        labels = torch.empty(restored.shape[1:], dtype=torch.uint8)
-        activation = self.package.activation
-        threshold = self.package.threshold or 0.5
-        finalise_labels_(restored, torch.ones(()), activation, threshold, labels)
-        return labels.numpy()
+        `(C, *model spatial)` resampled onto the input grid first."""
+        if logits:
+            return self._labels(case.restore_probabilities(values))
+        return case.restore_labels(values)
 
     def _infer(
         self,

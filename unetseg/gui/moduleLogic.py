@@ -57,10 +57,10 @@ class SegmentationModuleLogic(ScriptedLoadableModuleLogic):
         ``~/.unetseg/models``) and then ``extraFolders``; invalid packages are appended to
         ``errors`` (logged when None).
         """
-        from unetseg.engine.registry import default_search_paths, list_models
+        from unetseg.engine.registry import list_models
 
-        searchPaths = [*default_search_paths(), *(Path(folder) for folder in extraFolders)]
-        return latestVersions(self.modelFilter.select(list_models(searchPaths, errors)))
+        found = list_models(_searchPaths(extraFolders), errors)
+        return latestVersions(self.modelFilter.select(found))
 
     def run(
         self,
@@ -130,12 +130,11 @@ class SegmentationModuleLogic(ScriptedLoadableModuleLogic):
     def _package(
         model: ModelPackage | str, extraFolders: Sequence[str | os.PathLike[str]]
     ) -> ModelPackage:
-        from unetseg.engine.registry import default_search_paths, resolve_model
+        from unetseg.engine.registry import resolve_model
 
         if not isinstance(model, str):
             return model
-        searchPaths = [*default_search_paths(), *(Path(folder) for folder in extraFolders)]
-        return resolve_model(model, searchPaths)
+        return resolve_model(model, _searchPaths(extraFolders))
 
     def _hostLogic(self):
         from unetseg.host.logic import SegmentationLogic
@@ -144,3 +143,10 @@ class SegmentationModuleLogic(ScriptedLoadableModuleLogic):
             # Kept between runs: it caches the loaded networks.
             self._segmentationLogic = SegmentationLogic(slicer.mrmlScene)
         return self._segmentationLogic
+
+
+def _searchPaths(extraFolders: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """The default model folders, then ``extraFolders``."""
+    from unetseg.engine.registry import default_search_paths
+
+    return [*default_search_paths(), *(Path(folder) for folder in extraFolders)]

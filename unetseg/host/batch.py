@@ -118,10 +118,9 @@ def segmentFiles(
         inputs (``missing_inputs``) and their measured effect on the model's Dice when its
         evaluation measured it (``missing_input_effect``, else None), ``warnings`` about the
         inputs used (DICOM series problems; inputs whose DICOM Modality or intensities are not
-        the model's), the device, the backend, the
-        run's ``options`` (and ``fast`` among them at the top level), timings
-        per stage in s ("discover", "load", the logic's stages, "dicom_seg", "preview",
-        "exports" (NIfTI, masks, CSV) when written, "save", "total" wall time), per-segment
+        the model's), the device, the backend, the run's ``options``, timings per stage in s
+        ("discover", "load", the logic's stages, "dicom_seg", "preview", "exports" (NIfTI,
+        masks, CSV) when written, "save", "total" wall time), per-segment
         volumes and lesion table (``statistics``), output paths by kind ("seg_nrrd",
         "nifti", "nifti_sidecar", "segment_folder", "statistics_csv", "lesions_csv",
         "dicom_seg", "preview", and "uncertainty" with ``options.uncertainty``).
@@ -140,9 +139,9 @@ def segmentFiles(
     statistics = None if statistics is None else Path(statistics)
     package = model if isinstance(model, ModelPackage) else resolve_model(model)
 
-    uncertainty = bool(options and options.uncertainty)
+    options = options if options is not None else SegmentOptions()
     files = exports.plannedFiles(
-        outputs, package.labels, statistics, package.lesion_analysis, uncertainty
+        outputs, package.labels, statistics, package.lesion_analysis, options.uncertainty
     )
     files |= {"--dicom-seg": dicomSeg, "--summary": summary, "--preview": preview}
     sources = findSources(inputs, exclude=[Path(p) for p in files.values() if p is not None])
@@ -278,7 +277,7 @@ def _report(
     assigned: Mapping[str, Source],
     chosen: Mapping[str, Source],
     result: SegmentationResult,
-    options: SegmentOptions | None,
+    options: SegmentOptions,
     timings: dict[str, float],
     warnings: list[str],
 ) -> dict[str, Any]:
@@ -295,8 +294,7 @@ def _report(
         "warnings": warnings,
         "device": result.device,
         "backend": result.backend,
-        "fast": bool(options and options.fast),
-        "options": (options or SegmentOptions()).as_dict(),
+        "options": options.as_dict(),
         "timings_s": timings,
         "statistics": result.statistics,
     }

@@ -101,6 +101,8 @@ def segmentStatistics(
     if labels.dtype.kind not in "ui" or (labels.size and labels.min() < 0):
         raise ValueError("Label map must hold non-negative integers")
     specs = [spec for spec in labelSpecs if spec.value != 0]
+    if uncertainty is not None:
+        uncertainty = uncertainty.reshape(labels.shape)
     axes = geometry.ijk_to_ras[:3, :3]
     voxelMm3 = float(abs(np.linalg.det(axes)))
     pixelMm2 = float(np.linalg.norm(np.cross(axes[:, 0], axes[:, 1])))
@@ -133,16 +135,13 @@ def segmentStatistics(
         result["lesions"] = lesions
         if uncertainty is not None:
             scores = lesion_uncertainty(
-                labels, uncertainty.reshape(labels.shape), geometry.spacing, lesionValues,
-                minLesionVolumeMm3,
-            )  # fmt: skip
+                labels, uncertainty, geometry.spacing, lesionValues, minLesionVolumeMm3
+            )
             for row, score in zip(lesions, scores, strict=True):
                 row["uncertainty_mean"] = score
                 row["low_confidence"] = score > LOW_CONFIDENCE
     if uncertainty is not None:
-        means = segment_uncertainty(
-            labels, uncertainty.reshape(labels.shape), [row["value"] for row in segments]
-        )
+        means = segment_uncertainty(labels, uncertainty, [row["value"] for row in segments])
         for row in segments:
             row["uncertainty_mean"] = means[row["value"]]
     return result

@@ -8,19 +8,17 @@ a runner: a callable mapping `(B, C, *roi)` float32 windows to `(B, C_out, *roi)
 from __future__ import annotations
 
 import importlib.util
-import logging
 from typing import Protocol
 
 import torch
 
-from unetseg.engine.device import cpu_supports_bf16, select_device
+from unetseg.engine.device import select_device
+from unetseg.engine.inference.precision import autocast_dtype
 from unetseg.engine.options import SegmentOptions
 from unetseg.engine.package import ModelPackage
 from unetseg.engine.resources import check_window_memory
 
 from .torch_runner import TorchRunner
-
-logger = logging.getLogger(__name__)
 
 #: Windows per forward pass by backend when the options leave it open (BENCHMARKS.md).
 DEFAULT_WINDOW_BATCH = {"torch": 1, "openvino": 1}
@@ -46,8 +44,6 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     """The backend a run uses: "auto" is torch on CUDA and OpenVINO on the CPU when installed."""
     if backend == "auto":
         return "openvino" if device.type == "cpu" and openvino_installed() else "torch"
-    if backend == "openvino" and device.type != "cpu":
-        raise ValueError("the OpenVINO backend runs on the CPU: use device 'cpu' or 'auto'")
     return backend
 
 
@@ -70,7 +66,10 @@ def load_runner(package: ModelPackage, options: SegmentOptions) -> Runner:
         MemoryLimitError: one window of the manifest's patch size cannot fit in memory.
         ModelPackageError: the weights do not match the manifest.
     """
-    device = select_device(options.device)
+    # OpenVINO runs on the CPU: device "auto" means the CPU then (a CUDA device is refused by
+    # SegmentOptions).
+    openvino = options.backend == "openvino"
+    device = torch.device("cpu") if openvino else select_device(options.device)
     backend = resolve_backend(options.backend, device)
     reduced = wants_reduced_precision(options, package, device)
     batch = options.window_batch or DEFAULT_WINDOW_BATCH[backend]
@@ -83,14 +82,5 @@ def load_runner(package: ModelPackage, options: SegmentOptions) -> Runner:
 
 
 def _torch_dtype(device: torch.device, reduced: bool) -> torch.dtype | None:
-    if not reduced:
-        return None
-    if device.type == "cuda":
-        return torch.float16
-    if cpu_supports_bf16():
-        return torch.bfloat16
-    logger.warning(
-        "reduced precision asked for, but this CPU has no native bf16 (avx512_bf16/amx_bf16): "
-        "running float32 (emulated bf16 would be much slower)"
-    )
-    return None
+    """float16 on CUDA and native bfloat16 on the CPU when reduced, else float32 (None)."""
+    return autocast_dtype(device, "auto" if reduced else "off", cpu_bf16=True)

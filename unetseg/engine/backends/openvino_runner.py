@@ -69,7 +69,6 @@ class OpenVinoRunner:
         self._request = self._compiled.create_infer_request()
         hint = self._compiled.get_property("INFERENCE_PRECISION_HINT")
         self.precision = _PRECISION_NAMES.get(hint.get_type_name(), str(hint))
-        self._version = ov.get_version().split("-")[0]
 
     def __call__(self, windows: torch.Tensor) -> torch.Tensor:
         """`(B, C, *roi)` float32 CPU tensor, B <= window_batch -> `(B, C_out, *roi)` logits
@@ -83,16 +82,15 @@ class OpenVinoRunner:
         return torch.from_numpy(self._request.get_output_tensor(0).data[:count].copy())
 
     def describe(self) -> str:
-        return f"OpenVINO {self._version}, {self.precision}"
+        return f"OpenVINO {openvino_version()}, {self.precision}"
 
 
 def cached_ir(package: ModelPackage, window_batch: int) -> Path:
     """The `.xml` of the package's OpenVINO IR for `window_batch` windows, exported into the
     cache unless a verified copy is there (see the module docstring)."""
-    ov = import_openvino()
     weights = package.weights_sha256
     shape = "x".join(str(s) for s in window_shape(package, window_batch))
-    version = ov.get_version().split("-")[0]
+    version = openvino_version()
     folder = cache_folder() / "openvino" / f"{package.id}-{weights[:16]}" / f"{shape}-{version}"
     xml = folder / "model.xml"
     if _verified(folder, weights):
@@ -109,6 +107,11 @@ def cached_ir(package: ModelPackage, window_batch: int) -> Path:
         }
         (staging / IR_RECORD).write_text(json.dumps(record, indent=2))
     return xml
+
+
+def openvino_version() -> str:
+    """OpenVINO's release, e.g. "2026.4.1" (the build suffix left out)."""
+    return import_openvino().get_version().split("-")[0]
 
 
 def _verified(folder: Path, weights_sha256: str) -> bool:
