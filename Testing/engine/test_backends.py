@@ -87,13 +87,13 @@ def test_the_ir_is_exported_once_and_only_trusted_with_matching_hashes(tmp_path,
 
     monkeypatch.setenv("UNETSEG_CACHE_DIR", str(tmp_path / "cache"))
     exports = []
-    real_export = openvino_runner.export_openvino
+    real_export = openvino_runner.export_in_subprocess
 
     def counting_export(*args, **kwargs):
         exports.append(args)
         return real_export(*args, **kwargs)
 
-    monkeypatch.setattr(openvino_runner, "export_openvino", counting_export)
+    monkeypatch.setattr(openvino_runner, "export_in_subprocess", counting_export)
     package = _small_package(tmp_path / "a", resolve_model("lung-ct").manifest["network"])
 
     first = openvino_runner.cached_ir(package, 1)

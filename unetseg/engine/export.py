@@ -1,5 +1,10 @@
 """Export a model package's network to ONNX and to OpenVINO IR.
 
+    python -m unetseg.engine.export PACKAGE_DIR OUT.xml [--window-batch N]
+
+(the OpenVINO export in its own process, as the OpenVINO backend runs it: the exporter's
+tracing machinery never runs inside a long-lived host process such as Slicer or a test run).
+
 Both exports have a static input shape `(window_batch, in_channels, *roi)` in array order
 ((K, J, I) for 3D, (J, I) for 2D models): the sliding window always feeds full windows, and a
 static shape lets OpenVINO plan its memory once. The network is traced from verified weights
@@ -112,3 +117,23 @@ def import_openvino():
             "`pip install 'unetseg[openvino]'`), or choose the torch backend (--backend torch)"
         ) from None
     return openvino
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Export a package folder's network as OpenVINO IR (see the module docstring)."""
+    import argparse
+
+    from unetseg.engine.package import load_model_package
+
+    parser = argparse.ArgumentParser(prog="python -m unetseg.engine.export")
+    parser.add_argument("package", type=Path, help="model package folder")
+    parser.add_argument("out", type=Path, help="the .xml of the OpenVINO IR to write")
+    parser.add_argument("--window-batch", type=int, default=1)
+    args = parser.parse_args(argv)
+    package = load_model_package(args.package)
+    export_openvino(package, args.out, window_batch=args.window_batch)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

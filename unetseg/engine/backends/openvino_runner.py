@@ -1,10 +1,11 @@
 """The OpenVINO backend: the network compiled for the CPU from a cached OpenVINO IR.
 
-The IR is exported once per model version, window shape and OpenVINO version into the cache
-(`cache_folder`), in a folder named after the weights' SHA-256. Before an IR is used, its
-record (`ir.json`) must name the SHA-256 of the package's weights, and the `.bin` file must
-still have the SHA-256 recorded when it was written; otherwise it is exported again. OpenVINO
-keeps its compiled blobs in the cache too (its `CACHE_DIR`), so a second run skips compiling.
+The IR is exported once per model version, window shape and OpenVINO version, in a child
+process (`export_in_subprocess`), into the cache (`cache_folder`), in a folder named after the
+weights' SHA-256. Before an IR is used, its record (`ir.json`) must name the SHA-256 of the
+package's weights, and the `.bin` file must still have the SHA-256 recorded when it was
+written; otherwise it is exported again. OpenVINO keeps its compiled blobs in the cache too
+(its `CACHE_DIR`), so a second run skips compiling.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import hashlib
 import json
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ import numpy as np
 import torch
 
 from unetseg.atomic import atomic_folder
-from unetseg.engine.export import export_openvino, import_openvino, window_shape
+from unetseg.engine.export import import_openvino, window_shape
 from unetseg.engine.package import ModelPackage
 
 logger = logging.getLogger(__name__)
@@ -97,7 +100,7 @@ def cached_ir(package: ModelPackage, window_batch: int) -> Path:
         return xml
     logger.info("exporting %s %s to OpenVINO (once per model version)", package.id, shape)
     with atomic_folder(folder) as staging:
-        export_openvino(package, staging / "model.xml", window_batch=window_batch)
+        export_in_subprocess(package, staging / "model.xml", window_batch)
         record = {
             "model": package.id,
             "version": package.version,
@@ -107,6 +110,27 @@ def cached_ir(package: ModelPackage, window_batch: int) -> Path:
         }
         (staging / IR_RECORD).write_text(json.dumps(record, indent=2))
     return xml
+
+
+def export_in_subprocess(package: ModelPackage, xml: Path, window_batch: int) -> None:
+    """Export the package's IR to `xml` with ``python -m unetseg.engine.export`` in a child
+    process: the exporter (torch.export tracing, ONNX conversion) then never runs in the host
+    process, whose other threads (a GUI, a web server, a test run) it could disturb.
+
+    Raises:
+        RuntimeError: the export failed (its last error line is quoted).
+    """
+    library = str(Path(__file__).resolve().parents[3])  # the folder holding `unetseg`
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [library, os.environ.get("PYTHONPATH")])),
+    )
+    command = [sys.executable, "-m", "unetseg.engine.export", str(package.path), str(xml)]
+    command += ["--window-batch", str(window_batch)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or ["no error message"]
+        raise RuntimeError(f"exporting {package.id} to OpenVINO failed: {lines[-1]}")
 
 
 def openvino_version() -> str:
