@@ -10,6 +10,7 @@ written; otherwise it is exported again. OpenVINO keeps its compiled blobs in th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -59,12 +60,13 @@ class OpenVinoRunner:
     device = torch.device("cpu")
 
     def __init__(self, package: ModelPackage, window_batch: int, reduced: bool) -> None:
-        ov = import_openvino()
         self.window_batch = window_batch
         self._shape = window_shape(package, window_batch)
-        core = ov.Core()
-        core.set_property({"CACHE_DIR": str(cache_folder() / "openvino" / "compiled")})
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        core = shared_core()
+        config: dict[str, Any] = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "CACHE_DIR": str(cache_folder() / "openvino" / "compiled"),
+        }
         if not reduced:
             config["INFERENCE_PRECISION_HINT"] = "f32"
         model = core.read_model(str(cached_ir(package, window_batch)))
@@ -131,6 +133,13 @@ def export_in_subprocess(package: ModelPackage, xml: Path, window_batch: int) ->
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines() or ["no error message"]
         raise RuntimeError(f"exporting {package.id} to OpenVINO failed: {lines[-1]}")
+
+
+@functools.cache
+def shared_core():
+    """The process's one OpenVINO `Core` (each Core starts its own plugins and thread pools;
+    OpenVINO recommends one per application)."""
+    return import_openvino().Core()
 
 
 def openvino_version() -> str:
