@@ -180,8 +180,9 @@ def run_monai(raw: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     from torch.utils.data import RandomSampler
 
     from Training.loop import prepare_data
-    from Training.loop.trainer import resolve_amp
+    from Training.loop.trainer import TRAINING_AUTOCAST
     from Training.sampling import load_training_case
+    from unetseg.engine.inference.precision import resolve_autocast
     from unetseg.engine.network import UNet
 
     config = config_from_dict(raw)
@@ -218,7 +219,7 @@ def run_monai(raw: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         dataset, batch_size=training.batch_size, sampler=sampler, num_workers=training.workers
     )
     device = torch.device("cpu")
-    amp_dtype, _ = resolve_amp(training.amp, device)
+    amp_dtype, _ = resolve_autocast(device, training.amp, **TRAINING_AUTOCAST)
     torch.manual_seed(training.seed)
     network = UNet(**config.model["network"])
     optimizer = torch.optim.AdamW(

@@ -211,7 +211,7 @@ def test_identity_predictor_does_not_modify_image():
         ({"output": "labels"}, "needs activation"),  # no default activation, as MONAI
         ({"padding_mode": "edge"}, "padding_mode"),
         ({"crop_to_foreground": True}, "foreground_mask"),
-        ({"amp": "bf16"}, "amp"),
+        ({"amp": "fp8"}, "amp"),
         ({"sw_batch_size": 0}, "sw_batch_size"),
         ({"output": "labels", "activation": "sigmoid", "threshold": 1.0}, "threshold"),
         ({"output": "labels", "activation": "sigmoid", "threshold": 0.0}, "threshold"),

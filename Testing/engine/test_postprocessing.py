@@ -8,7 +8,7 @@ import pytest
 from Testing.runners import TORCH_CPU
 from unetseg.engine.geometry import Geometry
 from unetseg.engine.manifest import manifest_problems
-from unetseg.engine.postprocessing import apply_postprocessing, keep_largest_components
+from unetseg.engine.postprocessing import Postprocessing, keep_largest_components
 from unetseg.engine.predict import Segmenter
 from unetseg.untrained import brain_mri_manifest, lung_ct_manifest, untrained_package
 
@@ -47,11 +47,10 @@ def test_two_dimensional_models_measure_areas_from_the_in_plane_spacing() -> Non
     labels = np.zeros((1, 20, 20), np.uint8)
     labels[0, 2:12, 2:12] = 1  # 100 pixels of 0.5 x 0.5 mm = 25 mm²
     geometry = Geometry(np.diag([0.5, 0.5, 40.0, 1.0]), (1, 20, 20))
-    manifest = {"spatial_dims": 2, "postprocessing": {"largest_component": [1]}}
-    manifest["postprocessing"]["min_volume_mm3"] = 25.0
-    assert (apply_postprocessing(labels.copy(), geometry, manifest) == 1).sum() == 100
-    manifest["postprocessing"]["min_volume_mm3"] = 25.5  # the 40 mm "thickness" is ignored
-    assert (apply_postprocessing(labels.copy(), geometry, manifest) == 1).sum() == 0
+    rules = Postprocessing.from_manifest({"largest_component": [1], "min_volume_mm3": 25.0})
+    assert (rules.apply(labels.copy(), geometry, 2) == 1).sum() == 100
+    rules = Postprocessing(largest_component=(1,), min_volume_mm3=25.5)
+    assert (rules.apply(labels.copy(), geometry, 2) == 0).all()  # the 40 mm "thickness" is ignored
 
 
 def test_manifest_rules() -> None:

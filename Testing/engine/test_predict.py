@@ -276,5 +276,5 @@ def test_labels_are_resampled_directly_when_the_model_grid_is_not_coarser(tmp_pa
     segmenter = Segmenter(package, TORCH_CPU)
     for pixel_mm, coarser in ((0.25, True), (1.0, False), (1.1, False)):
         geometry = Geometry(np.diag([-pixel_mm, -pixel_mm, 1.0, 1.0]), (1, 40, 40))
-        case = prepare_inputs([np.ones((1, 40, 40), np.float32)], [geometry], package.manifest)
+        case = prepare_inputs([np.ones((1, 40, 40), np.float32)], [geometry], package.preparation)
         assert segmenter._restores_logits(case) is coarser

@@ -74,9 +74,9 @@ def _hook_mid_write(marker: Path) -> None:
 
 def _hook_hold_inference(marker: Path) -> None:
     """Like ``mark-inference``, then wait until the file ``<marker>.go`` exists."""
-    import unetseg.engine.predict as predict
+    import unetseg.engine.inference.window_spec as windows
 
-    real = predict.sliding_window_inference
+    real = windows.sliding_window_inference
     release = marker.with_name(marker.name + ".go")
 
     def held(*args, **kwargs):
@@ -85,13 +85,13 @@ def _hook_hold_inference(marker: Path) -> None:
             time.sleep(0.02)
         return real(*args, **kwargs)
 
-    predict.sliding_window_inference = held
+    windows.sliding_window_inference = held
 
 
 def _hook_mark_inference(marker: Path) -> None:
-    import unetseg.engine.predict as predict
+    import unetseg.engine.inference.window_spec as windows
 
-    real = predict.sliding_window_inference
+    real = windows.sliding_window_inference
 
     def traced(*args, progress=None, **kwargs):
         def report(done: int, total: int) -> None:
@@ -101,7 +101,7 @@ def _hook_mark_inference(marker: Path) -> None:
 
         return real(*args, progress=report, **kwargs)
 
-    predict.sliding_window_inference = traced
+    windows.sliding_window_inference = traced
 
 
 HOOKS = {

@@ -27,8 +27,10 @@ from Training.loop.objectives import build_loss, training_target
 from Training.loop.progress import Progress, ProgressLogHandler
 from Training.loop.run import run_training
 from Training.loop.schedules import LRSchedule
-from Training.loop.trainer import LAST, Trainer, resolve_amp
+from Training.loop.trainer import LAST, TRAINING_AUTOCAST, Trainer
 from Training.sampling import MemoryCases, load_training_case, make_training_case
+from unetseg.engine import device as device_module
+from unetseg.engine.inference.precision import resolve_autocast
 from unetseg.engine.metrics import compute_metrics
 
 CONFIGS = Path(__file__).resolve().parents[2] / "Training" / "configs"
@@ -251,17 +253,39 @@ def test_schedules():
     assert used_rates(ScheduleConfig(name="constant"), 5) == [0.1] * 5
 
 
-def test_amp_choice_on_cpu(monkeypatch):
+def test_training_amp_choice_on_cpu(monkeypatch):
     cpu = torch.device("cpu")
-    assert resolve_amp("off", cpu) == (None, None)
-    dtype, note = resolve_amp("fp16", cpu)
+
+    def choice(mode):
+        return resolve_autocast(cpu, mode, **TRAINING_AUTOCAST)
+
+    assert choice("off") == (None, None)
+    dtype, note = choice("fp16")
     assert dtype is None and "CUDA" in note
-    monkeypatch.setattr(trainer_module, "cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr(device_module, "cpu_supports_bf16", lambda: False)
     for mode in ("auto", "bf16"):
-        dtype, note = resolve_amp(mode, cpu)
+        dtype, note = choice(mode)
         assert dtype is None and "float32" in note
-    monkeypatch.setattr(trainer_module, "cpu_supports_bf16", lambda: True)
-    assert resolve_amp("auto", cpu) == (torch.bfloat16, None)
+    monkeypatch.setattr(device_module, "cpu_supports_bf16", lambda: True)
+    assert choice("auto") == (torch.bfloat16, None)
+
+
+def test_inference_and_training_differ_only_where_the_policy_says(monkeypatch):
+    """One policy: inference keeps float32 on the CPU unless bf16 is asked for, and float16
+    on CUDA; training prefers bf16 (faked CUDA bf16 support: no GPU here)."""
+    monkeypatch.setattr(device_module, "cpu_supports_bf16", lambda: True)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_autocast(cpu, "auto", cpu_bf16=False) == (None, None)
+    assert resolve_autocast(cpu, "auto", cpu_bf16=True) == (torch.bfloat16, None)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert resolve_autocast(cuda, "auto", cpu_bf16=False) == (torch.float16, None)
+    assert resolve_autocast(cuda, "auto", **TRAINING_AUTOCAST) == (torch.bfloat16, None)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert resolve_autocast(cuda, "auto", **TRAINING_AUTOCAST) == (torch.float16, None)
+    dtype, note = resolve_autocast(cuda, "bf16", **TRAINING_AUTOCAST)
+    assert dtype == torch.float16 and "no bf16" in note
+    with pytest.raises(ValueError, match="amp must be one of"):
+        resolve_autocast(cpu, "fp8", cpu_bf16=True)
 
 
 def test_sigmoid_targets_are_nested_regions():

@@ -269,7 +269,8 @@ def case_calibration(
 
     package = segmenter.package
     manifest = package.manifest
-    case = prepare_inputs(arrays, [None if a is None else geometry for a in arrays], manifest)
+    geometries = [None if a is None else geometry for a in arrays]
+    case = prepare_inputs(arrays, geometries, package.preparation)
     values = segmenter.probabilities(case)
     spatial = values.shape[1:]
     on_grid = resample_to_geometry(

@@ -161,7 +161,7 @@ def prepare_case(record: CaseRecord, config: TrainConfig) -> TrainingCase:
                 f"{entry['name']!r} (it has {sorted(images)}); map names with data.inputs"
             )
         arrays.append(images.get(name))
-    prepared = prepare_inputs(arrays, [geometry] * len(arrays), config.model)
+    prepared = prepare_inputs(arrays, [geometry] * len(arrays), config.preparation)
     model_geometry = prepared.model_geometry
     on_grid = resample_to_geometry(label.reshape(geometry.shape), geometry, model_geometry, order=0)
     nested = reference_labels(on_grid, source, config.model, record.case_id)

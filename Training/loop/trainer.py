@@ -55,11 +55,16 @@ from Training.sampling import (
     TrainingCase,
     seed_worker,
 )
-from unetseg.engine.device import cpu_supports_bf16, select_device
-from unetseg.engine.inference import sliding_window_inference
+from unetseg.engine.device import select_device
+from unetseg.engine.inference.precision import resolve_autocast
+from unetseg.engine.inference.window_spec import WindowSpec
 from unetseg.engine.network import UNet
 
 logger = logging.getLogger(__name__)
+#: Training's mixed-precision policy: bf16 where the hardware has it (no loss scaling).
+TRAINING_AUTOCAST = {"cpu_bf16": True, "prefer_bf16": True}
+#: Validation runs in the training's autocast dtype.
+_AMP_MODE = {None: "off", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 CHECKPOINT_FORMAT = "unetseg-training-checkpoint"
 LAST, BEST = "last.safetensors", "best.safetensors"
@@ -97,26 +102,6 @@ class TrainState:
     epoch_steps: int = 0
     elapsed_s: float = 0.0
     skipped_steps: int = 0
-
-
-def resolve_amp(mode: str, device: torch.device) -> tuple[torch.dtype | None, str | None]:
-    """Autocast dtype for ``training.amp`` on ``device`` and a note when the request cannot
-    be honoured. CUDA: ``auto`` = bf16 where supported, else fp16. CPU: bf16 only with native
-    support (``cpu_supports_bf16``), since emulated bf16 is far slower than float32."""
-    if mode == "off":
-        return None, None
-    if device.type == "cuda":
-        bf16_ok = torch.cuda.is_bf16_supported()
-        if mode == "fp16" or (mode == "auto" and not bf16_ok):
-            return torch.float16, None
-        if not bf16_ok:
-            return torch.float16, "this GPU has no bf16: using fp16 autocast"
-        return torch.bfloat16, None
-    if mode == "fp16":
-        return None, "fp16 autocast needs CUDA: training in float32"
-    if cpu_supports_bf16():
-        return torch.bfloat16, None
-    return None, "this CPU has no native bf16 (avx512_bf16/amx_bf16): training in float32"
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -160,7 +145,7 @@ class Trainer:
             if device.type == "cuda" and self.dist.enabled:
                 device = torch.device("cuda", self.dist.local_rank)
         self.device = torch.device(device)
-        self.amp_dtype, note = resolve_amp(training.amp, self.device)
+        self.amp_dtype, note = resolve_autocast(self.device, training.amp, **TRAINING_AUTOCAST)
         if note and self.dist.is_main:
             logger.info(note)
 
@@ -493,25 +478,17 @@ class Trainer:
         """Label map ``(K, J, I)`` of a prepared case by sliding-window inference (2D models:
         slice by slice)."""
         image = torch.from_numpy(np.array(case.image, dtype=np.float32))
-        patch = tuple(reversed(self.config.patch_size[: self.config.spatial_dims]))
         batch = image[None] if self.config.spatial_dims == 3 else image.permute(1, 0, 2, 3)
-        output = self.config.model["output"]
         settings = self.config.training.validation
-        overlap = settings.overlap if settings.overlap is not None else self.config.model["overlap"]
+        window = WindowSpec.from_manifest(self.config.model, self.config.patch_size)
         with _evaluating(self.network):
-            labels = sliding_window_inference(
+            labels = window.with_overlap(settings.overlap).infer(
                 batch,
-                patch,
                 self.network,
-                overlap=overlap,
-                mode="gaussian",
                 sw_batch_size=settings.sw_batch_size,
-                output="labels",
-                activation=output["activation"],
-                threshold=float(output.get("threshold", 0.5)),
                 device=self.device,
-                amp="off" if self.amp_dtype is None else "auto",
-                cpu_bf16=self.amp_dtype == torch.bfloat16,
+                amp=_AMP_MODE[self.amp_dtype],
+                cpu_bf16=True,
             )
         return labels.cpu().numpy().reshape(case.label.shape)
 

@@ -37,7 +37,7 @@ def window_shape(package: ModelPackage, window_batch: int = 1) -> tuple[int, ...
     order ((K, J, I) for 3D, (J, I) for 2D models)."""
     if window_batch < 1:
         raise ValueError(f"window_batch must be >= 1, got {window_batch}")
-    return (window_batch, package.in_channels, *package.roi_size)
+    return (window_batch, package.in_channels, *package.window.roi_size)
 
 
 def export_onnx(package: ModelPackage, path: str | Path, *, window_batch: int = 1) -> Path:

@@ -12,7 +12,7 @@ import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -51,11 +51,11 @@ class InputSpec:
     """One input image of a model; input i feeds network channel i."""
 
     name: str
-    title: str
-    required: bool
-    name_patterns: tuple[str, ...]
-    series_description_patterns: tuple[str, ...]
-    normalization: Mapping[str, Any]
+    title: str = ""
+    required: bool = True
+    name_patterns: tuple[str, ...] = ()
+    series_description_patterns: tuple[str, ...] = ()
+    normalization: Mapping[str, Any] = field(default_factory=lambda: {"method": "none"})
 
     @classmethod
     def from_manifest(cls, entry: Mapping[str, Any]) -> InputSpec:

@@ -38,6 +38,10 @@ from unetseg.engine.weights import (
 if TYPE_CHECKING:
     import torch
 
+    from unetseg.engine.inference.window_spec import WindowSpec
+    from unetseg.engine.postprocessing import Postprocessing
+    from unetseg.engine.preprocessing.spec import PreparationSpec
+
 MANIFEST_FILE = "model.json"
 #: The package's human-readable model card (optional); kept when a package is replaced.
 MODEL_CARD_FILE = "MODEL_CARD.md"
@@ -67,6 +71,28 @@ class ModelPackage:
     @property
     def description(self) -> str:
         return self.manifest["description"]
+
+    @property
+    def license(self) -> str:
+        return self.manifest["license"]
+
+    @property
+    def intended_use(self) -> str:
+        return self.manifest["intended_use"]
+
+    @property
+    def citation(self) -> str | None:
+        return self.manifest.get("citation")
+
+    @property
+    def requirements(self) -> Mapping[str, float]:
+        """Resource estimates (``cpu_seconds_estimate``, ``ram_gb``, ``gpu_memory_gb``)."""
+        return dict(self.manifest.get("requirements", {}))
+
+    @property
+    def training(self) -> Mapping[str, Any]:
+        """How the model was trained (``datasets``, ``metrics``, ...); empty when unknown."""
+        return copy.deepcopy(self.manifest.get("training", {}))
 
     @property
     def modality(self) -> str:
@@ -99,9 +125,11 @@ class ModelPackage:
         return (int(x), int(y), int(z))
 
     @property
-    def roi_size(self) -> tuple[int, ...]:
-        """Sliding window in array order: (K, J, I) for 3D, (J, I) for 2D models."""
-        return tuple(reversed(self.patch_size[: self.spatial_dims]))
+    def window(self) -> WindowSpec:
+        """How the model runs window by window (window, overlap, activation, threshold)."""
+        from unetseg.engine.inference.window_spec import WindowSpec
+
+        return WindowSpec.from_manifest(self.manifest)
 
     @property
     def overlap(self) -> float:
@@ -147,6 +175,20 @@ class ModelPackage:
             if wanted and set(entry["missing"]) == wanted:
                 return dict(entry)
         return None
+
+    @property
+    def preparation(self) -> PreparationSpec:
+        """What preparing a case for this model needs (``prepare_inputs``)."""
+        from unetseg.engine.preprocessing.spec import PreparationSpec
+
+        return PreparationSpec.from_manifest(self.manifest)
+
+    @property
+    def postprocessing(self) -> Postprocessing:
+        """The label-map clean-up applied on the input grid."""
+        from unetseg.engine.postprocessing import Postprocessing
+
+        return Postprocessing.from_manifest(self.manifest.get("postprocessing"))
 
     @property
     def lesion_analysis(self) -> bool:

@@ -14,6 +14,7 @@ smaller (a scan that holds no lung gets no lung segment, rather than the largest
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,21 +54,43 @@ def keep_largest_components(
     return labels
 
 
-def apply_postprocessing(
-    labels: np.ndarray,
-    geometry: Geometry,
-    manifest: Mapping[str, Any],
-    body: np.ndarray | None = None,
-) -> np.ndarray:
-    """Apply a manifest's ``postprocessing`` section to ``labels`` on ``geometry``'s grid (in
-    place; returned). ``body``: the body mask on the same grid (used by ``inside_body``; None
-    where there is none, e.g. 2D models). 2D models measure areas (I and J spacing)."""
-    section = manifest.get("postprocessing") or {}
-    if section.get("inside_body") and body is not None:
-        labels[~body.astype(bool)] = 0
-    values = section.get("largest_component", ())
-    if values:
-        spatial = geometry.spacing[: int(manifest["spatial_dims"])]
-        voxel_size = float(np.prod(spatial))
-        keep_largest_components(labels, voxel_size, values, section.get("min_volume_mm3", 0.0))
-    return labels
+@dataclass(frozen=True)
+class Postprocessing:
+    """A manifest's ``postprocessing`` section (see module docstring); the defaults do nothing.
+
+    Attributes:
+        inside_body: labels outside the body mask become background.
+        largest_component: label values cleaned to their largest connected component.
+        min_volume_mm3: those labels are dropped when even that component is smaller (mm² for
+            2D models).
+    """
+
+    inside_body: bool = False
+    largest_component: tuple[int, ...] = ()
+    min_volume_mm3: float = 0.0
+
+    @classmethod
+    def from_manifest(cls, section: Mapping[str, Any] | None) -> Postprocessing:
+        section = section or {}
+        return cls(
+            inside_body=bool(section.get("inside_body", False)),
+            largest_component=tuple(int(v) for v in section.get("largest_component", ())),
+            min_volume_mm3=float(section.get("min_volume_mm3", 0.0)),
+        )
+
+    def apply(
+        self,
+        labels: np.ndarray,
+        geometry: Geometry,
+        spatial_dims: int,
+        body: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Clean ``labels`` on ``geometry``'s grid in place and return them. ``body``: the body
+        mask on the same grid (None where there is none, e.g. 2D models). 2D models
+        (``spatial_dims`` 2) measure areas (I and J spacing)."""
+        if self.inside_body and body is not None:
+            labels[~body.astype(bool)] = 0
+        if self.largest_component:
+            voxel_size = float(np.prod(geometry.spacing[:spatial_dims]))
+            keep_largest_components(labels, voxel_size, self.largest_component, self.min_volume_mm3)
+        return labels

@@ -26,12 +26,12 @@ import torch
 from unetseg.engine.backends import Runner, load_runner
 from unetseg.engine.device import describe_device
 from unetseg.engine.geometry import Geometry
-from unetseg.engine.inference import CancelToken, sliding_window_inference
+from unetseg.engine.inference import CancelToken
 from unetseg.engine.inference.finalize import finalise_labels_
 from unetseg.engine.inference.uncertainty import with_uncertainty
+from unetseg.engine.inference.window_spec import WindowSpec
 from unetseg.engine.options import SegmentOptions
 from unetseg.engine.package import ModelPackage
-from unetseg.engine.postprocessing import apply_postprocessing
 from unetseg.engine.preprocessing.pipeline import PreparedCase, prepare_inputs
 
 logger = logging.getLogger(__name__)
@@ -90,17 +90,9 @@ class Segmenter:
     def __init__(self, package: ModelPackage, options: SegmentOptions | None = None) -> None:
         self.package = package
         self.options = options if options is not None else SegmentOptions()
+        #: The model's window and output, with this run's overlap.
+        self.window: WindowSpec = package.window.with_overlap(self.options.overlap)
         self.runner: Runner = load_runner(package, self.options)
-
-    @property
-    def overlap(self) -> float:
-        """The window overlap of this run: the options', else the model's."""
-        return self.package.overlap if self.options.overlap is None else self.options.overlap
-
-    @property
-    def roi_size(self) -> tuple[int, ...]:
-        """Window size in array order: (K, J, I) for 3D, (J, I) for 2D models."""
-        return self.package.roi_size
 
     def segment(
         self,
@@ -125,7 +117,7 @@ class Segmenter:
             InferenceCancelled: `cancel` was cancelled.
         """
         start = time.perf_counter()
-        case = prepare_inputs(arrays, geometries, self.package.manifest)
+        case = prepare_inputs(arrays, geometries, self.package.preparation)
         prepared = time.perf_counter()
         smooth = self._restores_logits(case)
         uncertain = self.options.uncertainty
@@ -136,8 +128,9 @@ class Segmenter:
             uncertainty = case.restore_probabilities(values[-1:])[0]
             values = values[:-1] if smooth else self._labels(values[:-1])
         restored = self._restore(case, values, smooth)
-        manifest = self.package.manifest
-        apply_postprocessing(restored, case.reference_geometry, manifest, self._body(case))
+        self.package.postprocessing.apply(
+            restored, case.reference_geometry, self.package.spatial_dims, self._body(case)
+        )
         done = time.perf_counter()
         return CaseSegmentation(
             labels=restored,
@@ -167,7 +160,7 @@ class Segmenter:
 
     def _body(self, case: PreparedCase) -> np.ndarray | None:
         """The body mask on the input grid where the manifest's postprocessing uses it."""
-        if not self.package.manifest.get("postprocessing", {}).get("inside_body"):
+        if not self.package.postprocessing.inside_body:
             return None
         if case.foreground_mask is None:
             return None
@@ -188,8 +181,8 @@ class Segmenter:
         threshold)."""
         blended = torch.from_numpy(np.ascontiguousarray(logits))
         labels = torch.empty(blended.shape[1:], dtype=torch.uint8)
-        threshold = self.package.threshold or 0.5
-        finalise_labels_(blended, torch.ones(()), self.package.activation, threshold, labels)
+        window = self.window
+        finalise_labels_(blended, torch.ones(()), window.activation, window.threshold, labels)
         return labels.numpy()
 
     def _restore(self, case: PreparedCase, values: np.ndarray, logits: bool) -> np.ndarray:
@@ -235,25 +228,20 @@ class Segmenter:
         cancel: CancelToken | None,
         logits: bool,
     ) -> torch.Tensor:
-        axes = tuple(range(len(self.roi_size)))
+        axes = tuple(range(len(self.window.roi_size)))
         mirror_axes = axes if self.options.mirroring else None
         predictor: Callable[[torch.Tensor], torch.Tensor] = runner
         if self.options.uncertainty:  # the wrapper mirrors, and adds the uncertainty channel
-            predictor = with_uncertainty(runner, axes, len(axes), self.package.activation)
+            predictor = with_uncertainty(runner, axes, len(axes), self.window.activation)
             mirror_axes = None
-        return sliding_window_inference(
+        return self.window.infer(
             image,
-            self.roi_size,
             predictor,
-            overlap=self.overlap,
-            mode="gaussian",
+            logits=logits,
             sw_batch_size=runner.window_batch,
             foreground_mask=mask,
             crop_to_foreground=self.options.fast and mask is not None,
             mirror_axes=mirror_axes,
-            output="probabilities" if logits else "labels",
-            activation=None if logits else self.package.activation,
-            threshold=self.package.threshold or 0.5,
             progress=progress,
             cancel=cancel,
             device=runner.device,

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from unetseg.engine.preprocessing.spec import PreparationSpec
 
 #: float32 feature maps of the first network level alive at once for one window.
 _WINDOW_FEATURE_MAPS = 2
@@ -39,40 +42,39 @@ def available_memory_bytes() -> int | None:
         return None
 
 
-def case_memory_bytes(grid_shape: Sequence[int], manifest: Mapping[str, Any]) -> int:
+def case_memory_bytes(grid_shape: Sequence[int], model: PreparationSpec) -> int:
     """Bytes one case on the model grid ``grid_shape`` ((K, J, I)) surely needs (see the
-    module docstring); the window term is left out for a manifest without ``network`` or
-    ``patch_size``."""
-    grid_arrays = len(manifest["inputs"]) + 1  # the prepared channels and one resampled input
-    window = math.prod(int(p) for p in manifest.get("patch_size", (0,)))
-    first_filters = int(manifest.get("network", {}).get("filters", (0,))[0])
-    window_bytes = window * first_filters * _WINDOW_FEATURE_MAPS * _FLOAT_BYTES
+    module docstring); the window term is left out for a model without a known patch size
+    or first-level width."""
+    grid_arrays = len(model.inputs) + 1  # the prepared channels and one resampled input
+    window = math.prod(model.patch_size or (0,))
+    window_bytes = window * model.first_filters * _WINDOW_FEATURE_MAPS * _FLOAT_BYTES
     return math.prod(int(n) for n in grid_shape) * grid_arrays * _FLOAT_BYTES + window_bytes
 
 
-def check_window_memory(manifest: Mapping[str, Any], window_batch: int = 1) -> None:
-    """Raise ``MemoryLimitError`` when ``window_batch`` windows of the manifest's
-    ``patch_size`` (their input and two first-level feature maps) exceed the memory available:
-    checked before a network is compiled for that window shape."""
-    window = math.prod(int(p) for p in manifest["patch_size"])
-    channels = len(manifest["inputs"]) + int(manifest["network"]["filters"][0])
+def check_window_memory(model: PreparationSpec, window_batch: int = 1) -> None:
+    """Raise ``MemoryLimitError`` when ``window_batch`` windows of the model's ``patch_size``
+    (their input and two first-level feature maps) exceed the memory available: checked
+    before a network is compiled for that window shape."""
+    window = math.prod(model.patch_size or (0,))
+    channels = len(model.inputs) + model.first_filters
     needed = window_batch * window * channels * _WINDOW_FEATURE_MAPS * _FLOAT_BYTES
     available = available_memory_bytes()
     if available is None or needed <= available:
         return
     raise MemoryLimitError(
         f"one window would need at least {_gib(needed)} of memory, {_gib(available)} is "
-        f"available: manifest patch_size {manifest.get('patch_size')} with {window_batch} "
+        f"available: manifest patch_size {_listed(model.patch_size)} with {window_batch} "
         "window(s) per pass. Check the manifest's patch_size, or free memory"
     )
 
 
 def check_case_memory(
-    grid_shape: Sequence[int], manifest: Mapping[str, Any], image_spacing: Sequence[float]
+    grid_shape: Sequence[int], model: PreparationSpec, image_spacing: Sequence[float]
 ) -> None:
     """Raise ``MemoryLimitError`` when a case on the model grid ``grid_shape`` ((K, J, I))
     would need more memory than is available; ``image_spacing`` (I, J, K) mm is quoted."""
-    needed = case_memory_bytes(grid_shape, manifest)
+    needed = case_memory_bytes(grid_shape, model)
     available = available_memory_bytes()
     if available is None or needed <= available:
         return
@@ -81,10 +83,15 @@ def check_case_memory(
         f"this case would need at least {_gib(needed)} of memory, {_gib(available)} is "
         "available: "
         f"the model grid would be {tuple(int(n) for n in grid_shape)} voxels (K, J, I) for "
-        f"manifest spacing_mm {manifest.get('spacing_mm')} and patch_size "
-        f"{manifest.get('patch_size')} (image spacing {spacing} mm). Check these manifest values, "
+        f"manifest spacing_mm {_listed(model.spacing_mm)} and patch_size "
+        f"{_listed(model.patch_size)} (image spacing {spacing} mm). Check these manifest values, "
         "or free memory"
     )
+
+
+def _listed(values: Sequence[float] | None) -> list[float] | None:
+    """A manifest value as the manifest writes it (a list), for messages."""
+    return None if values is None else list(values)
 
 
 def _gib(count: int) -> str:

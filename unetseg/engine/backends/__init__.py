@@ -8,17 +8,20 @@ a runner: a callable mapping `(B, C, *roi)` float32 windows to `(B, C_out, *roi)
 from __future__ import annotations
 
 import importlib.util
+import logging
 from typing import Protocol
 
 import torch
 
 from unetseg.engine.device import select_device
-from unetseg.engine.inference.precision import autocast_dtype
+from unetseg.engine.inference.precision import resolve_autocast
 from unetseg.engine.options import SegmentOptions
 from unetseg.engine.package import ModelPackage
 from unetseg.engine.resources import check_window_memory
 
 from .torch_runner import TorchRunner
+
+logger = logging.getLogger(__name__)
 
 #: Windows per forward pass by backend when the options leave it open (BENCHMARKS.md).
 DEFAULT_WINDOW_BATCH = {"torch": 1, "openvino": 1}
@@ -73,7 +76,7 @@ def load_runner(package: ModelPackage, options: SegmentOptions) -> Runner:
     backend = resolve_backend(options.backend, device)
     reduced = wants_reduced_precision(options, package, device)
     batch = options.window_batch or DEFAULT_WINDOW_BATCH[backend]
-    check_window_memory(package.manifest, batch)
+    check_window_memory(package.preparation, batch)
     if backend == "openvino":
         from .openvino_runner import OpenVinoRunner
 
@@ -83,4 +86,7 @@ def load_runner(package: ModelPackage, options: SegmentOptions) -> Runner:
 
 def _torch_dtype(device: torch.device, reduced: bool) -> torch.dtype | None:
     """float16 on CUDA and native bfloat16 on the CPU when reduced, else float32 (None)."""
-    return autocast_dtype(device, "auto" if reduced else "off", cpu_bf16=True)
+    dtype, note = resolve_autocast(device, "auto" if reduced else "off", cpu_bf16=True)
+    if note:
+        logger.warning(note)
+    return dtype

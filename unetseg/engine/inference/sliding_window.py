@@ -13,7 +13,7 @@ from .aggregation import Accumulator
 from .cancel import CancelToken, InferenceCancelled
 from .finalize import ACTIVATIONS
 from .mirroring import mirrored
-from .precision import autocast, autocast_dtype
+from .precision import autocast, resolve_autocast
 from .tiling import Tiling, Window, plan_tiling
 from .weighting import importance_map
 
@@ -99,7 +99,8 @@ def sliding_window_inference(
             compute device; for CUDA only if they take at most half the free GPU memory,
             else the CPU). On CUDA out-of-memory they move to the CPU (logged warning).
         amp: "auto": float16 autocast on CUDA, bfloat16 on the CPU only with `cpu_bf16`
-            and native CPU bf16 support (else float32 and a logged note); "off": float32.
+            and native CPU bf16 support (else float32 and a logged note); "off": float32;
+            "fp16"/"bf16": that dtype where the device has it (`precision.resolve_autocast`).
             Predictions are cast to float32 before blending.
         cpu_bf16: allow bfloat16 autocast on a CPU with native bf16.
 
@@ -118,7 +119,9 @@ def sliding_window_inference(
     if crop_to_foreground and mask is None:
         raise ValueError("crop_to_foreground needs a foreground_mask")
     compute = torch.device(device) if device is not None else image.device
-    cast = autocast_dtype(compute, amp, cpu_bf16)
+    cast, note = resolve_autocast(compute, amp, cpu_bf16=cpu_bf16)
+    if note:
+        logger.warning(note)
     tiling = plan_tiling(spatial, roi, overlaps, image.shape[0], mask, crop_to_foreground)
     windows = tiling.windows
     importance = importance_map(roi, mode, sigma_scale, compute)[tiling.crop]

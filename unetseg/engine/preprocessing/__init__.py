@@ -23,10 +23,12 @@ from unetseg.engine.preprocessing.orientation import (
 )
 from unetseg.engine.preprocessing.pipeline import PreparedCase, prepare_inputs
 from unetseg.engine.preprocessing.resampling import resample_to_geometry, resample_to_spacing
+from unetseg.engine.preprocessing.spec import PreparationSpec
 
 __all__ = [
     "CropBox",
     "OrientationUndo",
+    "PreparationSpec",
     "PreparedCase",
     "body_mask",
     "canonical_layout",

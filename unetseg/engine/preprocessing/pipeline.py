@@ -9,7 +9,7 @@ Steps (3D models):
    their geometries, finite, not all zero.
 2. reorient the reference input (first present required input) to closest-canonical RAS
    (permutation and flips only).
-3. resample it to ``manifest["spacing_mm"]`` (I, J, K) with linear interpolation; the new grid
+3. resample it to the model's ``spacing_mm`` (I, J, K) with linear interpolation; the new grid
    keeps the outer corner of the first voxel (see ``resample_to_spacing``). This is the model grid.
    Before that, the memory the case needs on the model grid is estimated and checked against
    the memory available (``resources.check_case_memory``: a wrong ``spacing_mm`` is refused
@@ -34,9 +34,8 @@ manifest gives one (whatever the pixel spacing), and ``image`` is (C, J, I).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -53,6 +52,7 @@ from unetseg.engine.preprocessing.resampling import (
     resample_to_spacing,
     resampled_shape,
 )
+from unetseg.engine.preprocessing.spec import PreparationSpec
 from unetseg.engine.resources import check_case_memory
 
 # Secondary inputs whose geometry matches the reference within this (mm) share its grid.
@@ -123,23 +123,20 @@ class PreparedCase:
         return restored.reshape(*lead, *self.reference_shape)
 
 
-def _target_spacing(manifest: Mapping[str, Any], grid: Geometry) -> list[float | None]:
+def _target_spacing(spec: PreparationSpec, grid: Geometry) -> list[float | None]:
     """Model spacing (I, J, K) for images on ``grid``, with None for axes kept as they are."""
-    spatial_dims = manifest.get("spatial_dims", 3)
+    spatial_dims = spec.spatial_dims
     current = grid.spacing
-    size = manifest.get("image_size")
+    size = spec.image_size
     if spatial_dims == 2 and size is not None:
         counts = (grid.shape[2], grid.shape[1])  # (I, J)
         return [
             None if counts[a] == size[a] else float(current[a]) * counts[a] / int(size[a])
             for a in range(2)
         ] + [None]
-    spacing = manifest.get("spacing_mm")
+    spacing = spec.spacing_mm
     if spacing is None:
         return [None, None, None]
-    spacing = [float(s) for s in spacing]
-    if len(spacing) != 3 and (spatial_dims == 3 or len(spacing) != 2):
-        raise ValueError(f"spacing_mm {spacing} does not fit spatial_dims={spatial_dims}")
     target: list[float | None] = [None, None, None]
     for axis in range(spatial_dims):
         if abs(spacing[axis] - current[axis]) > _SPACING_RTOL * spacing[axis]:
@@ -172,24 +169,22 @@ def _check_coverage(name: str, geometry: Geometry, model_geometry: Geometry) -> 
 def _validated_arrays(
     arrays: Sequence[np.ndarray | None],
     geometries: Sequence[Geometry | None],
-    manifest: Mapping[str, Any],
+    model: PreparationSpec,
 ) -> tuple[list[np.ndarray | None], list[Geometry | None], int, tuple[int, ...]]:
     """Check the inputs; return (K, J, I) arrays, geometries, reference index and the
     reference array's shape as given."""
-    specs = manifest["inputs"]
-    spatial_dims = manifest.get("spatial_dims", 3)
-    if spatial_dims not in (2, 3):
-        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+    specs = model.inputs
+    spatial_dims = model.spatial_dims
     if len(arrays) != len(specs) or len(geometries) != len(specs):
         raise ValueError(
-            f"model expects {len(specs)} inputs ({[s['name'] for s in specs]}), "
+            f"model expects {len(specs)} inputs ({model.input_names}), "
             f"got {len(arrays)} arrays and {len(geometries)} geometries"
         )
     volumes: list[np.ndarray | None] = []
     for spec, array in zip(specs, arrays, strict=True):
-        name = spec["name"]
+        name = spec.name
         if array is None:
-            if spec.get("required", True):
+            if spec.required:
                 raise ValueError(f"required input {name!r} is missing")
             volumes.append(None)
             continue
@@ -209,7 +204,7 @@ def _validated_arrays(
     present = [i for i, v in enumerate(volumes) if v is not None]
     if not present:
         raise ValueError("no input image given")
-    required = [i for i in present if specs[i].get("required", True)]
+    required = [i for i in present if specs[i].required]
     reference = (required or present)[0]
     reference_volume = volumes[reference]
     assert reference_volume is not None
@@ -223,7 +218,7 @@ def _validated_arrays(
         geometry = geometry or reference_geometry
         if geometry.shape != volume.shape:
             raise ValueError(
-                f"input {specs[index]['name']!r}: array shape {volume.shape} differs from its "
+                f"input {specs[index].name!r}: array shape {volume.shape} differs from its "
                 f"geometry shape {geometry.shape}"
             )
         resolved.append(geometry)
@@ -234,16 +229,16 @@ def _validated_arrays(
 def prepare_inputs(
     arrays: Sequence[np.ndarray | None],
     geometries: Sequence[Geometry | None],
-    manifest: Mapping[str, Any],
+    model: PreparationSpec,
 ) -> PreparedCase:
     """Prepare the inputs of one case for a model (see module docstring for the steps).
 
     Args:
-        arrays: one array per manifest input, in manifest order: (K, J, I) (2D models: (J, I)
+        arrays: one array per model input, in the model's order: (K, J, I) (2D models: (J, I)
             or (1, J, I)), any real dtype; ``None`` for an absent optional input.
         geometries: the matching geometries; ``None`` means "the reference input's grid" (for
             the reference itself: a 1 mm identity grid).
-        manifest: model manifest (``inputs``, ``spatial_dims``, ``spacing_mm``, ``modality``).
+        model: what the model expects (``ModelPackage.preparation``).
 
     Raises:
         ValueError: missing required input, wrong shapes, NaN/inf, all-zero input, or a
@@ -258,9 +253,9 @@ def prepare_inputs(
         timings[step] = timings.get(step, 0.0) + now - clock
         clock = now
 
-    specs = manifest["inputs"]
-    spatial_dims = manifest.get("spatial_dims", 3)
-    volumes, resolved, reference, reference_shape = _validated_arrays(arrays, geometries, manifest)
+    specs = model.inputs
+    spatial_dims = model.spatial_dims
+    volumes, resolved, reference, reference_shape = _validated_arrays(arrays, geometries, model)
     reference_geometry = resolved[reference]
     assert reference_geometry is not None
     lap("validate")
@@ -270,9 +265,9 @@ def prepare_inputs(
     else:
         canonical_geometry = reference_geometry
         undo = OrientationUndo((0, 1, 2), (False, False, False), reference_geometry.shape)
-    target = _target_spacing(manifest, canonical_geometry)
+    target = _target_spacing(model, canonical_geometry)
     check_case_memory(
-        resampled_shape(canonical_geometry, target), manifest, canonical_geometry.spacing
+        resampled_shape(canonical_geometry, target), model, canonical_geometry.spacing
     )
 
     model_geometry = canonical_geometry
@@ -287,7 +282,7 @@ def prepare_inputs(
             volume, model_geometry = resample_to_spacing(volume, canonical_geometry, target, 1)
             lap("resample")
         else:
-            _check_coverage(specs[index]["name"], geometry, model_geometry)
+            _check_coverage(specs[index].name, geometry, model_geometry)
             volume = resample_to_geometry(volume, geometry, model_geometry, 1)
             lap("resample_secondary")
         volumes[index] = volume
@@ -297,11 +292,9 @@ def prepare_inputs(
     for index, spec in enumerate(specs):
         volume = volumes[index]
         if volume is None:
-            missing.append(spec["name"])
+            missing.append(spec.name)
             continue
-        image[index] = normalize(
-            volume, spec.get("normalization", {"method": "none"}), spec["name"]
-        )
+        image[index] = normalize(volume, spec.normalization, spec.name)
     lap("normalize")
 
     foreground = None
@@ -309,14 +302,14 @@ def prepare_inputs(
         nonzero = [
             volumes[i]
             for i, spec in enumerate(specs)
-            if volumes[i] is not None and spec.get("normalization", {}).get("mask") == "nonzero"
+            if volumes[i] is not None and spec.normalization.get("mask") == "nonzero"
         ]
         if nonzero:
             foreground = np.logical_or.reduce([v != 0 for v in nonzero])
         else:
             reference_volume = volumes[reference]
             assert reference_volume is not None
-            foreground = body_mask(reference_volume, modality=manifest.get("modality", "CT"))
+            foreground = body_mask(reference_volume, modality=model.modality)
         lap("foreground_mask")
     else:
         image = image[:, 0]
