@@ -4,19 +4,19 @@ Public API, importable from here (loaded on first use, so ``import unetseg.engin
 and torch-free until a torch-backed name is touched):
 
 - network: ``UNet``, ``count_parameters``, ``flops_per_voxel``, ``describe``
-- losses: ``soft_dice_loss``, ``DiceLoss``, ``BinaryCrossEntropyLoss``,
-  ``WeightedCrossEntropyLoss``, ``DiceCELoss``, ``FocalTverskyLoss``, ``DeepSupervisionLoss``
 - metrics: ``compute_metrics``, ``binary_metrics``; lesions: ``lesion_table``,
   ``lesion_detection``, ``aggregate_lesion_detection``
-- geometry and preprocessing: ``Geometry``, ``prepare_inputs``, ``PreparedCase``,
-  ``reorient_to_canonical``, ``resample_to_spacing``, ``resample_to_geometry``, ``normalize``,
-  ``crop_to_foreground``, ``body_mask``
+- geometry and preprocessing: ``Geometry``, ``prepare_inputs``, ``PreparationSpec``,
+  ``PreparedCase``, ``reorient_to_canonical``, ``resample_to_spacing``,
+  ``resample_to_geometry``, ``normalize``, ``crop_to_foreground``, ``body_mask``
 - inference: ``sliding_window_inference``, ``CancelToken``, ``InferenceCancelled``,
   ``select_device``, ``SegmentOptions``, ``Segmenter``, ``CaseSegmentation``,
   ``SegmentationError``
 - model packages: ``ModelPackage``, ``ModelPackageError``, ``load_model_package``,
   ``save_model_package``, ``list_models``, ``resolve_model``, ``validate_manifest``
 - input matching: ``match_inputs``, ``Candidate``, ``MatchResult``, ``MissingInputError``
+
+The losses, used by training, are in ``unetseg.engine.losses``.
 
 Axis order: arrays are (..., K, J, I); millimetre tuples are (I, J, K). See docs/CONVENTIONS.md.
 """
@@ -33,19 +33,11 @@ _EXPORTS = {
         "describe",
         "flops_per_voxel",
     ),
-    "unetseg.engine.losses": (
-        "BinaryCrossEntropyLoss",
-        "DeepSupervisionLoss",
-        "DiceCELoss",
-        "DiceLoss",
-        "FocalTverskyLoss",
-        "WeightedCrossEntropyLoss",
-        "soft_dice_loss",
-    ),
     "unetseg.engine.metrics": ("binary_metrics", "compute_metrics"),
     "unetseg.engine.lesions": ("aggregate_lesion_detection", "lesion_detection", "lesion_table"),
     "unetseg.engine.geometry": ("Geometry",),
     "unetseg.engine.preprocessing": (
+        "PreparationSpec",
         "PreparedCase",
         "body_mask",
         "crop_to_foreground",

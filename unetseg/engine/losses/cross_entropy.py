@@ -6,12 +6,11 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as nnf
-from torch import nn
 
-from .terms import _checked_mask, _reduce_axes, to_dense_target
+from .terms import Float32Loss, _checked_mask, _reduce_axes
 
 
-class BinaryCrossEntropyLoss(nn.Module):
+class BinaryCrossEntropyLoss(Float32Loss):
     """Binary cross-entropy on logits (sigmoid, one binary problem per channel), mean over voxels.
 
     Args:
@@ -23,32 +22,31 @@ class BinaryCrossEntropyLoss(nn.Module):
     returns a scalar.
     """
 
+    activation = "sigmoid"
+
     def __init__(self, pos_weight: Sequence[float] | None = None) -> None:
         super().__init__()
         self.pos_weight = None if pos_weight is None else tuple(float(w) for w in pos_weight)
 
-    def forward(
-        self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+    def _loss(
+        self, logits: torch.Tensor, dense: torch.Tensor, mask: torch.Tensor | None
     ) -> torch.Tensor:
-        with torch.autocast(device_type=logits.device.type, enabled=False):
-            logits = logits.float()
-            dense = to_dense_target(logits, target, "sigmoid")
-            pos_weight = None
-            if self.pos_weight is not None:
-                if len(self.pos_weight) != logits.shape[1]:
-                    raise ValueError(f"pos_weight needs {logits.shape[1]} values (one per channel)")
-                shape = (-1,) + (1,) * (logits.ndim - 2)
-                pos_weight = torch.tensor(self.pos_weight, device=logits.device).view(shape)
-            if mask is None:
-                return nnf.binary_cross_entropy_with_logits(logits, dense, pos_weight=pos_weight)
-            known = _checked_mask(mask, logits).expand_as(logits)
-            total = nnf.binary_cross_entropy_with_logits(
-                logits, dense, weight=known, pos_weight=pos_weight, reduction="sum"
-            )
-            return total / known.sum().clamp_min(1.0)
+        pos_weight = None
+        if self.pos_weight is not None:
+            if len(self.pos_weight) != logits.shape[1]:
+                raise ValueError(f"pos_weight needs {logits.shape[1]} values (one per channel)")
+            shape = (-1,) + (1,) * (logits.ndim - 2)
+            pos_weight = torch.tensor(self.pos_weight, device=logits.device).view(shape)
+        if mask is None:
+            return nnf.binary_cross_entropy_with_logits(logits, dense, pos_weight=pos_weight)
+        known = _checked_mask(mask, logits).expand_as(logits)
+        total = nnf.binary_cross_entropy_with_logits(
+            logits, dense, weight=known, pos_weight=pos_weight, reduction="sum"
+        )
+        return total / known.sum().clamp_min(1.0)
 
 
-class WeightedCrossEntropyLoss(nn.Module):
+class WeightedCrossEntropyLoss(Float32Loss):
     """Softmax cross-entropy with class weights, background down-weighting or inverse frequency.
 
     ``loss = sum_v sum_c w_c q_vc (-log p_vc) / sum_v sum_c w_c q_vc`` (log-softmax, float32):
@@ -65,6 +63,8 @@ class WeightedCrossEntropyLoss(nn.Module):
     Shapes: ``logits (N, C, *spatial)``, ``target`` label map or one-hot, ``mask`` (module
     docstring; unknown voxels weigh 0, also in the class frequencies); returns a scalar.
     """
+
+    activation = "softmax"
 
     def __init__(
         self,
@@ -102,15 +102,12 @@ class WeightedCrossEntropyLoss(nn.Module):
         weights[0] *= self.background_weight
         return weights
 
-    def forward(
-        self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+    def _loss(
+        self, logits: torch.Tensor, dense: torch.Tensor, mask: torch.Tensor | None
     ) -> torch.Tensor:
-        with torch.autocast(device_type=logits.device.type, enabled=False):
-            logits = logits.float()
-            dense = to_dense_target(logits, target, "softmax")
-            if mask is not None:
-                dense = dense * _checked_mask(mask, logits)
-            shape = (1, -1) + (1,) * (logits.ndim - 2)
-            weighted = dense * self.weights(dense).view(shape)
-            log_probs = torch.log_softmax(logits, dim=1)
-            return -(weighted * log_probs).sum() / weighted.sum().clamp_min(1e-12)
+        if mask is not None:
+            dense = dense * _checked_mask(mask, logits)
+        shape = (1, -1) + (1,) * (logits.ndim - 2)
+        weighted = dense * self.weights(dense).view(shape)
+        log_probs = torch.log_softmax(logits, dim=1)
+        return -(weighted * log_probs).sum() / weighted.sum().clamp_min(1e-12)

@@ -3,12 +3,37 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from .terms import Activation, _mean_of_present, _overlap_terms
+from .terms import Activation, Float32Loss, OverlapTerms, overlap_terms
 
 
-class DiceLoss(nn.Module):
+class _OverlapLoss(Float32Loss):
+    """Shared part of the overlap losses: the soft counts are computed in float32 (autocast
+    off) by ``overlap_terms``; subclasses turn them into the loss in ``_overlap_loss``."""
+
+    def __init__(
+        self, activation: Activation, include_background: bool, smooth: float, batch_dice: bool
+    ) -> None:
+        super().__init__()
+        self.activation: Activation = activation
+        self.include_background = include_background
+        self.smooth = smooth
+        self.batch_dice = batch_dice
+
+    def _loss(
+        self, logits: torch.Tensor, dense: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        terms = overlap_terms(
+            logits, dense, self.activation, self.include_background, self.batch_dice, mask
+        )
+        return self._overlap_loss(terms)
+
+    def _overlap_loss(self, terms: OverlapTerms) -> torch.Tensor:
+        """The scalar loss from the soft counts of ``terms``."""
+        raise NotImplementedError
+
+
+class DiceLoss(_OverlapLoss):
     """Multi-class soft Dice loss: ``1 - mean_c (2 sum(p q) + s) / (den + s)``.
 
     ``den = sum(p) + sum(q)``, or ``sum(p^2) + sum(q^2)`` with ``squared_denominator`` (V-Net).
@@ -35,30 +60,21 @@ class DiceLoss(nn.Module):
         smooth: float = 1e-5,
         batch_dice: bool = False,
     ) -> None:
-        super().__init__()
-        self.activation: Activation = activation
-        self.include_background = include_background
+        super().__init__(activation, include_background, smooth, batch_dice)
         self.squared_denominator = squared_denominator
-        self.smooth = smooth
-        self.batch_dice = batch_dice
 
-    def forward(
-        self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        with torch.autocast(device_type=logits.device.type, enabled=False):
-            probs, dense, axes, present = _overlap_terms(
-                logits, target, self.activation, self.include_background, self.batch_dice, mask
-            )
-            intersection = torch.sum(probs * dense, dim=axes)
-            if self.squared_denominator:
-                denominator = torch.sum(probs**2, dim=axes) + torch.sum(dense**2, dim=axes)
-            else:
-                denominator = torch.sum(probs, dim=axes) + torch.sum(dense, dim=axes)
-            dice = (2.0 * intersection + self.smooth) / (denominator + self.smooth)
-            return 1.0 - _mean_of_present(dice, present)
+    def _overlap_loss(self, terms: OverlapTerms) -> torch.Tensor:
+        probs, dense = terms.probs, terms.dense
+        intersection = terms.sum(probs * dense)
+        if self.squared_denominator:
+            denominator = terms.sum(probs**2) + terms.sum(dense**2)
+        else:
+            denominator = terms.sum(probs) + terms.sum(dense)
+        dice = (2.0 * intersection + self.smooth) / (denominator + self.smooth)
+        return 1.0 - terms.mean(dice)
 
 
-class FocalTverskyLoss(nn.Module):
+class FocalTverskyLoss(_OverlapLoss):
     """Focal Tversky loss: ``mean_c (1 - TI_c) ** gamma`` (Abraham & Khan 2019).
 
     ``TI = (TP + s) / (TP + alpha FP + beta FN + s)`` with soft counts ``TP = sum(p q)``,
@@ -82,25 +98,16 @@ class FocalTverskyLoss(nn.Module):
         smooth: float = 1e-5,
         batch_dice: bool = False,
     ) -> None:
-        super().__init__()
-        self.activation: Activation = activation
+        super().__init__(activation, include_background, smooth, batch_dice)
         self.alpha = alpha
         self.beta = beta
         self.gamma = gamma
-        self.include_background = include_background
-        self.smooth = smooth
-        self.batch_dice = batch_dice
 
-    def forward(
-        self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        with torch.autocast(device_type=logits.device.type, enabled=False):
-            probs, dense, axes, present = _overlap_terms(
-                logits, target, self.activation, self.include_background, self.batch_dice, mask
-            )
-            tp = torch.sum(probs * dense, dim=axes)
-            fp = torch.sum(probs * (1.0 - dense), dim=axes)
-            fn = torch.sum((1.0 - probs) * dense, dim=axes)
-            tversky = (tp + self.smooth) / (tp + self.alpha * fp + self.beta * fn + self.smooth)
-            # The clamp keeps the gradient of x ** gamma (gamma < 1) finite at a perfect score.
-            return _mean_of_present((1.0 - tversky).clamp_min(1e-12) ** self.gamma, present)
+    def _overlap_loss(self, terms: OverlapTerms) -> torch.Tensor:
+        probs, dense = terms.probs, terms.dense
+        tp = terms.sum(probs * dense)
+        fp = terms.sum(probs * (1.0 - dense))
+        fn = terms.sum((1.0 - probs) * dense)
+        tversky = (tp + self.smooth) / (tp + self.alpha * fp + self.beta * fn + self.smooth)
+        # The clamp keeps the gradient of x ** gamma (gamma < 1) finite at a perfect score.
+        return terms.mean((1.0 - tversky).clamp_min(1e-12) ** self.gamma)

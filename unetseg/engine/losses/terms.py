@@ -4,9 +4,11 @@ package docstring for shapes)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from torch import nn
 
 Activation = Literal["softmax", "sigmoid"]
 
@@ -84,19 +86,39 @@ def _foreground(
     return tensor
 
 
-def _overlap_terms(
+@dataclass(frozen=True)
+class OverlapTerms:
+    """What the overlap losses are computed from: float32 probabilities and dense target
+    ``(N, C', *spatial)`` (background dropped unless asked; both zero where the mask is 0),
+    the axes to sum over, and with a mask the weight (1 or 0) of each reduced score: whether
+    it has a known voxel."""
+
+    probs: torch.Tensor
+    dense: torch.Tensor
+    axes: tuple[int, ...]
+    present: torch.Tensor | None
+
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        """``values`` ``(N, C', *spatial)`` summed over the reduced axes."""
+        return torch.sum(values, dim=self.axes)
+
+    def mean(self, scores: torch.Tensor) -> torch.Tensor:
+        """Mean of reduced ``scores``, over the entries with a known voxel under a mask."""
+        if self.present is None:
+            return scores.mean()
+        return (scores * self.present).sum() / self.present.sum().clamp_min(1.0)
+
+
+def overlap_terms(
     logits: torch.Tensor,
-    target: torch.Tensor,
+    dense: torch.Tensor,
     activation: Activation,
     include_background: bool,
     batch_dice: bool,
     mask: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...], torch.Tensor | None]:
-    """Float32 probabilities and dense target `(N, C', *spatial)` (background dropped unless
-    asked; both zero where ``mask`` is 0), the axes to sum over, and with a mask the weight
-    (1 or 0) of each reduced score: whether it has a known voxel. Shared by Dice and Tversky."""
-    logits = logits.float()
-    dense = to_dense_target(logits, target, activation)
+) -> OverlapTerms:
+    """The ``OverlapTerms`` of float32 ``logits`` against their dense target (shapes as in the
+    module docstring); Dice and Tversky losses share it."""
     probs = _probabilities(logits, activation)
     axes = _reduce_axes(probs.ndim, batch_dice)
     present = None
@@ -107,7 +129,7 @@ def _overlap_terms(
         present = (known.sum(dim=axes) > 0).float()
     probs = _foreground(probs, activation, include_background)
     dense = _foreground(dense, activation, include_background)
-    return probs, dense, axes, present
+    return OverlapTerms(probs, dense, axes, present)
 
 
 def _checked_mask(mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -119,8 +141,21 @@ def _checked_mask(mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     return mask.to(device=logits.device, dtype=torch.float32)
 
 
-def _mean_of_present(scores: torch.Tensor, present: torch.Tensor | None) -> torch.Tensor:
-    """Mean of ``scores``, over the entries with a known voxel when ``present`` is given."""
-    if present is None:
-        return scores.mean()
-    return (scores * present).sum() / present.sum().clamp_min(1.0)
+class Float32Loss(nn.Module):
+    """Base of the losses: computed in float32 with autocast off, from the logits and the
+    dense target of ``activation`` (``to_dense_target``); subclasses implement ``_loss``."""
+
+    activation: Activation
+
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            logits = logits.float()
+            return self._loss(logits, to_dense_target(logits, target, self.activation), mask)
+
+    def _loss(
+        self, logits: torch.Tensor, dense: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The scalar loss of float32 ``logits`` and dense target ``(N, C, *spatial)``."""
+        raise NotImplementedError
