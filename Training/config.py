@@ -22,11 +22,14 @@ import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
 from unetseg.engine.manifest import manifest_problems
+
+if TYPE_CHECKING:
+    from unetseg.engine.preprocessing.spec import PreparationSpec
 
 Axis = Literal["x", "y", "z"]
 PLACEHOLDER_WEIGHTS = {"file": "weights.safetensors", "sha256": "0" * 64}
@@ -625,6 +628,13 @@ class TrainConfig:
         """Training patch (x, y, z) = (I, J, K) in voxels."""
         x, y, z = self.sampling.patch_size or self.model["patch_size"]
         return (int(x), int(y), int(z))
+
+    @property
+    def preparation(self) -> PreparationSpec:
+        """How cases are prepared for the model (the engine's ``prepare_inputs``)."""
+        from unetseg.engine.preprocessing.spec import PreparationSpec
+
+        return PreparationSpec.from_manifest(self.model)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists, no tuples) that ``config_from_dict`` turns back into this."""

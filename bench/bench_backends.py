@@ -79,9 +79,9 @@ def child(spec: dict) -> dict:
     model, paths, _ = CASES[spec["case"]]
     package = resolve_model(model)
     images = [read_image(Path(p)) for p in paths]
-    case = prepare_inputs([a for a, _ in images], [g for _, g in images], package.manifest)
+    case = prepare_inputs([a for a, _ in images], [g for _, g in images], package.preparation)
     image = torch.from_numpy(case.image)[None]
-    roi = package.roi_size
+    roi = package.window.roi_size
     fields = VARIANTS[spec["variant"]]
     baseline = rss_mib("VmRSS")
     loaded = time.perf_counter()

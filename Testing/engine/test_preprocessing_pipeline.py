@@ -14,8 +14,10 @@ from scipy.spatial.transform import Rotation
 
 from Testing.case_files import SHARED_DATA, dice, sitk_resample
 from unetseg.engine.geometry import Geometry
+from unetseg.engine.manifest import InputSpec
 from unetseg.engine.preprocessing.pipeline import prepare_inputs
 from unetseg.engine.preprocessing.resampling import resample_to_geometry
+from unetseg.engine.preprocessing.spec import PreparationSpec
 
 CENTER = np.array([5.0, -10.0, 20.0])  # RAS mm
 LPS = np.diag([-1.0, -1.0, 1.0])
@@ -54,20 +56,25 @@ def oblique_lps_geometry() -> Geometry:
     return Geometry.from_lps(spacing, origin_lps, direction_lps, shape_kji)
 
 
-def manifest(spacing=(1.5, 1.5, 1.5), flair_required=True, spatial_dims=3, modality="MR"):
-    return {
-        "modality": modality,
-        "spatial_dims": spatial_dims,
-        "spacing_mm": list(spacing),
-        "inputs": [
-            {"name": "t1c", "required": True, "normalization": {"method": "none"}},
-            {
-                "name": "flair",
-                "required": flair_required,
-                "normalization": {"method": "zscore", "mask": "nonzero"},
-            },
-        ],
-    }
+FLAIR_ZSCORE = {"method": "zscore", "mask": "nonzero"}
+CT_WINDOW = {"method": "ct_window", "center": 40, "width": 400}
+
+
+def manifest(spacing=(1.5, 1.5, 1.5), flair_required=True, flair_normalization=FLAIR_ZSCORE):
+    """A two-input MR model: t1c (required, raw) and flair."""
+    return PreparationSpec(
+        inputs=(
+            InputSpec("t1c"),
+            InputSpec("flair", required=flair_required, normalization=flair_normalization),
+        ),
+        modality="MR",
+        spacing_mm=tuple(spacing),
+    )
+
+
+def ct_model(spacing: tuple[float, float, float]) -> PreparationSpec:
+    """A one-input CT model with a soft-tissue window."""
+    return PreparationSpec((InputSpec("ct", normalization=CT_WINDOW),), spacing_mm=spacing)
 
 
 def interior(geometry: Geometry, inside_of: Geometry, margin_voxels: float = 1.5) -> np.ndarray:
@@ -168,8 +175,7 @@ def test_secondary_on_another_grid_is_resampled_onto_the_reference() -> None:
     spacing, shape = np.array([1.2, 1.2, 1.8]), (40, 60, 60)
     origin = CENTER - direction @ (spacing * (np.array(shape[::-1]) - 1) / 2)
     other = Geometry.from_spacing_origin_direction(spacing, origin, direction, shape)
-    spec = manifest()
-    spec["inputs"][1]["normalization"] = {"method": "none"}
+    spec = manifest(flair_normalization={"method": "none"})
     case = prepare_inputs(
         [intensity(reference), intensity(other, phase=1.0)], [reference, other], spec
     )
@@ -206,15 +212,7 @@ def test_ct_case_uses_body_mask_as_foreground() -> None:
     _, j, i = np.indices(geometry.shape)
     body = ((j - 16) / 12) ** 2 + ((i - 16) / 10) ** 2 < 1
     ct = np.where(body, 40, -1000).astype(np.int16)
-    spec = {
-        "modality": "CT",
-        "spatial_dims": 3,
-        "spacing_mm": [2.0, 2.0, 2.0],
-        "inputs": [
-            {"name": "ct", "normalization": {"method": "ct_window", "center": 40, "width": 400}}
-        ],
-    }
-    case = prepare_inputs([ct], [geometry], spec)
+    case = prepare_inputs([ct], [geometry], ct_model((2.0, 2.0, 2.0)))
     np.testing.assert_array_equal(case.foreground_mask, body)
     np.testing.assert_allclose(case.image[0][body], 0.5)
 
@@ -225,12 +223,9 @@ def test_2d_path_keeps_pixel_order(with_slice_axis: bool) -> None:
     image = np.full((40, 48), 10.0, dtype=np.float32)
     image[:8, :12] = 200.0  # a marker in the first rows and columns
     given = image[None] if with_slice_axis else image
-    spec = {
-        "modality": "CR",
-        "spatial_dims": 2,
-        "spacing_mm": [0.5, 0.5],
-        "inputs": [{"name": "xray", "normalization": {"method": "none"}}],
-    }
+    spec = PreparationSpec(
+        (InputSpec("xray"),), spatial_dims=2, modality="CR", spacing_mm=(0.5, 0.5)
+    )
     case = prepare_inputs([given], [geometry], spec)
     assert case.image.shape == (1, 20, 24)
     assert case.foreground_mask is None
@@ -251,13 +246,13 @@ def test_2d_image_size_resamples_any_image_to_the_model_size_and_back(shape) -> 
     geometry = Geometry(np.diag([-0.143, -0.143, 1.0, 1.0]), (1, rows, columns))
     image = np.zeros(shape, dtype=np.float32)
     image[: rows // 2, : columns // 4] = 100.0  # top-left block: a quarter of the columns
-    spec = {
-        "modality": "DX",
-        "spatial_dims": 2,
-        "spacing_mm": [2.0, 2.0, 1.0],  # ignored in-plane: image_size wins
-        "image_size": [32, 32],
-        "inputs": [{"name": "xray", "normalization": {"method": "none"}}],
-    }
+    spec = PreparationSpec(
+        (InputSpec("xray"),),
+        spatial_dims=2,
+        modality="DX",
+        spacing_mm=(2.0, 2.0, 1.0),  # ignored in-plane: image_size wins
+        image_size=(32, 32),
+    )
     case = prepare_inputs([image], [geometry], spec)
     assert case.image.shape == (1, 32, 32)
     block = case.image[0] > 50
@@ -284,15 +279,7 @@ def test_real_dicom_ct_with_nifti_labels_stored_in_another_layout() -> None:
     on_ct = resample_to_geometry(seg, seg_geometry, ct_geometry, order=0)
     np.testing.assert_array_equal(on_ct, seg[:, ::-1, :])
 
-    spec = {
-        "modality": "CT",
-        "spatial_dims": 3,
-        "spacing_mm": [1.5, 1.5, 2.0],
-        "inputs": [
-            {"name": "ct", "normalization": {"method": "ct_window", "center": 40, "width": 400}}
-        ],
-    }
-    case = prepare_inputs([ct], [ct_geometry], spec)
+    case = prepare_inputs([ct], [ct_geometry], ct_model((1.5, 1.5, 2.0)))
     on_model = resample_to_geometry(seg, seg_geometry, case.model_geometry, order=0)
     liver = on_model == 5
     assert liver.sum() > 1000
