@@ -74,6 +74,18 @@ def small_brain_model(
     return untrained_package(folder, manifest, seed=seed)
 
 
+def random_brain_inputs(
+    shape: tuple[int, int, int], spacing_mm: float, seed: int
+) -> tuple[list[np.ndarray | None], list[Geometry | None]]:
+    """``Segmenter.segment`` arguments for a 4-input brain model: t1c and flair uniform in
+    [1, 100) (float32, (K, J, I) ``shape``) on an axis-aligned grid of ``spacing_mm``, t1 and t2
+    missing."""
+    rng = np.random.default_rng(seed)
+    arrays = [rng.uniform(1.0, 100.0, shape).astype(np.float32) for _ in range(2)]
+    geometry = Geometry(np.diag([spacing_mm, spacing_mm, spacing_mm, 1.0]), shape)
+    return [*arrays, None, None], [geometry, geometry, None, None]
+
+
 def needs_shared(path: Path):
     """Mark a test as needing ``path`` under ``SHARED_DATA``; skip it when absent."""
 

@@ -1,4 +1,4 @@
-"""Synthetic single-frame CT/MR DICOM series for tests (pydicom only).
+"""Synthetic single-frame CT/MR DICOM series for tests (pydicom).
 
 Geometry is given as SimpleITK and DICOM store it, in LPS: ``origin`` is the centre of voxel
 (0, 0, 0), ``direction`` is a (3, 3) matrix whose columns are the unit vectors of the I, J and K
@@ -20,6 +20,8 @@ import pydicom
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from Training.synth.space import rotation_matrix
+
 SOP_CLASS_UIDS = {
     "CT": "1.2.840.10008.5.1.4.1.1.2",
     "MR": "1.2.840.10008.5.1.4.1.1.4",
@@ -28,11 +30,7 @@ SOP_CLASS_UIDS = {
 
 def rotationMatrix(axis: Sequence[float], degrees: float) -> np.ndarray:
     """(3, 3) rotation about ``axis`` by ``degrees`` (Rodrigues); use it as an oblique direction."""
-    u = np.asarray(axis, dtype=np.float64)
-    u = u / np.linalg.norm(u)
-    t = np.deg2rad(degrees)
-    cross = np.array([[0.0, -u[2], u[1]], [u[2], 0.0, -u[0]], [-u[1], u[0], 0.0]])
-    return np.cos(t) * np.eye(3) + np.sin(t) * cross + (1.0 - np.cos(t)) * np.outer(u, u)
+    return rotation_matrix(axis, degrees)
 
 
 def _decimalString(values: Sequence[float]) -> list[str]:

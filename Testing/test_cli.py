@@ -171,18 +171,27 @@ def _environment() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
 
 
+def _run_python(
+    *args: str, cwd: Path = REPO, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` with this interpreter in a subprocess (``env`` None: this process's
+    environment), its output captured as text."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @pytest.mark.slow
 def test_python_m_unetseg_segment_in_a_subprocess(brain_model, brats_files, tmp_path):
     output, summary = tmp_path / "sub.seg.nrrd", tmp_path / "sub.json"
     args = segment_args(brain_model.path, brats_files.values(), output)
 
-    done = subprocess.run(
-        [sys.executable, "-m", "unetseg", *args, "--summary", str(summary)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _run_python("-m", "unetseg", *args, "--summary", str(summary))
 
     assert done.returncode == 0, done.stderr
     assert "Enhancing tumor:" in done.stdout
@@ -220,13 +229,8 @@ def test_without_slicer_core_the_cli_says_what_to_install(
         "demo": ["demo", "--out", str(tmp_path / "demo")],
     }[command]
 
-    done = subprocess.run(
-        [sys.executable, "-m", "unetseg", *args],
-        cwd=REPO,
-        env=_environment() | {"PYTHONPATH": str(shim)},
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = _run_python(
+        "-m", "unetseg", *args, env=_environment() | {"PYTHONPATH": str(shim)}, timeout=120
     )
 
     assert done.returncode == 2
@@ -269,13 +273,8 @@ def test_slicer_script_runs_the_same_command(brain_model, brats_files, tmp_path)
     output = tmp_path / "slicer.seg.nrrd"
     args = segment_args(brain_model.path, [brats_files["t1c"], brats_files["flair"]], output)
 
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--", *args, "--device", "cpu"],
-        cwd=tmp_path,
-        env=_environment(),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = _run_python(
+        str(SCRIPT), "--", *args, "--device", "cpu", cwd=tmp_path, env=_environment()
     )
 
     assert done.returncode == 0, done.stderr
@@ -283,13 +282,8 @@ def test_slicer_script_runs_the_same_command(brain_model, brats_files, tmp_path)
     seg = slicerio.read_segmentation(str(output))
     assert len(seg["segments"]) == len(brain_model.labels)
 
-    listed = subprocess.run(  # without "--" every argument is passed on
-        [sys.executable, str(SCRIPT), "models", "--path", str(brain_model.path)],
-        cwd=tmp_path,
-        env=_environment(),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    listed = _run_python(  # without "--" every argument is passed on
+        str(SCRIPT), "models", "--path", str(brain_model.path), cwd=tmp_path, env=_environment()
     )
     assert listed.returncode == 0, listed.stderr
     assert f"{brain_model.id} {brain_model.version}" in listed.stdout
@@ -365,13 +359,7 @@ def test_argument_errors_come_before_the_model_and_inputs(extra, phrases, tmp_pa
 
 def test_bad_arguments_are_refused_before_slicer_or_torch_is_imported(tmp_path):
     args = segment_args("no-such-model", [tmp_path / "x.nii.gz"], tmp_path / "o.mha")
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "unetseg", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _run_python("-X", "importtime", "-m", "unetseg", *args, timeout=120)
 
     assert done.returncode == 2
     assert "--output must end with .seg.nrrd" in done.stderr

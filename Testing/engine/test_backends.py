@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
+from Testing.case_files import random_brain_inputs, small_brain_model
 from Testing.runners import TORCH_CPU
 from unetseg.engine import backends
 from unetseg.engine.backends import load_runner, resolve_backend, wants_reduced_precision
 from unetseg.engine.export import export_onnx, window_shape
-from unetseg.engine.geometry import Geometry
 from unetseg.engine.options import SegmentOptions
 from unetseg.engine.predict import Segmenter
 from unetseg.engine.registry import resolve_model
@@ -117,17 +117,12 @@ def test_the_ir_is_exported_once_and_only_trusted_with_matching_hashes(tmp_path,
 
 @pytest.fixture(scope="module")
 def brain_package(tmp_path_factory):
-    manifest = brain_mri_manifest((8, 16, 32), patch_size=(16, 16, 16))
-    manifest["spacing_mm"] = [2.0, 2.0, 2.0]
-    return untrained_package(tmp_path_factory.mktemp("brain"), manifest, seed=5)
+    return small_brain_model(tmp_path_factory.mktemp("brain"), (8, 16, 32), patch=16, seed=5)
 
 
 def _brain_case():
-    shape = (20, 36, 30)  # (K, J, I) at 2 mm: 2 x 3 x 3 windows of 16^3 at overlap 0.5
-    rng = np.random.default_rng(4)
-    arrays = [rng.uniform(1.0, 100.0, shape).astype(np.float32) for _ in range(2)]
-    geometry = Geometry(np.diag([2.0, 2.0, 2.0, 1.0]), shape)
-    return [*arrays, None, None], [geometry, geometry, None, None]
+    # (K, J, I) at 2 mm: 2 x 3 x 3 windows of 16^3 at overlap 0.5
+    return random_brain_inputs((20, 36, 30), 2.0, seed=4)
 
 
 @pytest.mark.parametrize("window_batch", [1, 4])

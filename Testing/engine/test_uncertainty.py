@@ -9,15 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from Testing.case_files import random_brain_inputs, small_brain_model
 from Testing.runners import TORCH_CPU
 from unetseg.engine.confidence import LOW_CONFIDENCE, lesion_uncertainty, segment_uncertainty
-from unetseg.engine.geometry import Geometry
 from unetseg.engine.inference.mirroring import mirrored
 from unetseg.engine.inference.uncertainty import normalised_entropy, with_uncertainty
 from unetseg.engine.lesions import lesion_table
 from unetseg.engine.options import SegmentOptions
 from unetseg.engine.predict import Segmenter
-from unetseg.untrained import brain_mri_manifest, untrained_package
 
 LARGE = 30.0  # a confident logit
 
@@ -67,17 +66,12 @@ def test_normalised_entropy_reaches_zero_and_one():
 
 @pytest.fixture(scope="module")
 def brain_package(tmp_path_factory):
-    manifest = brain_mri_manifest((4, 8, 16), patch_size=(16, 16, 16))
-    manifest["spacing_mm"] = [2.0, 2.0, 2.0]
-    return untrained_package(tmp_path_factory.mktemp("brain"), manifest, seed=2)
+    return small_brain_model(tmp_path_factory.mktemp("brain"), (4, 8, 16), patch=16, seed=2)
 
 
 def _case():
-    shape = (12, 30, 26)  # (K, J, I) on a 1.5 mm grid, resampled to the model's 2 mm
-    rng = np.random.default_rng(3)
-    arrays = [rng.uniform(1.0, 100.0, shape).astype(np.float32) for _ in range(2)]
-    geometry = Geometry(np.diag([1.5, 1.5, 1.5, 1.0]), shape)
-    return [*arrays, None, None], [geometry, geometry, None, None]
+    # (K, J, I) on a 1.5 mm grid, resampled to the model's 2 mm
+    return random_brain_inputs((12, 30, 26), 1.5, seed=3)
 
 
 def test_segmenter_returns_an_uncertainty_map_on_the_input_grid(brain_package):

@@ -300,8 +300,14 @@ def _descriptions(result) -> dict[str, str]:
     return {name: s.series.seriesDescription for name, s in result.assigned.items()}
 
 
+def _byInput(*descriptions: str) -> dict[str, str]:
+    """Brain input name -> series description, given in ``BRAIN_INPUTS`` order."""
+    return dict(zip((entry["name"] for entry in BRAIN_INPUTS), descriptions, strict=True))
+
+
 def test_match_series_by_description_with_override(tmp_path):
-    for number, description in enumerate(["AX T1 POST GD", "Ax T1 pre", "FLAIR", "t2_tse"], 1):
+    descriptions = ["AX T1 POST GD", "Ax T1 pre", "FLAIR", "t2_tse"]
+    for number, description in enumerate(descriptions, 1):
         writeDicomSeries(
             tmp_path / description,
             _ramp((2, 3, 3)),
@@ -309,12 +315,7 @@ def test_match_series_by_description_with_override(tmp_path):
             seriesNumber=number,
         )
     result = _matchSeries(tmp_path)
-    assert _descriptions(result) == {
-        "t1c": "AX T1 POST GD",
-        "t1": "Ax T1 pre",
-        "flair": "FLAIR",
-        "t2": "t2_tse",
-    }
+    assert _descriptions(result) == _byInput(*descriptions)
     swapped = _matchSeries(tmp_path, overrides={"t1c": "Ax T1 pre"})
     assert _descriptions(swapped) == {
         **_descriptions(result),
@@ -330,10 +331,5 @@ def test_match_series_by_description_with_override(tmp_path):
 @needs_shared(PGBM)
 def test_match_real_study_series():
     result = _matchSeries(PGBM)
-    assert _descriptions(result) == {
-        "t1c": "T1post",
-        "t1": "T1pre_reg",
-        "flair": "FLAIR_reg",
-        "t2": "T2_reg",
-    }
+    assert _descriptions(result) == _byInput("T1post", "T1pre_reg", "FLAIR_reg", "T2_reg")
     assert result.ambiguous == {}

@@ -101,6 +101,19 @@ def _voxels(app: Page) -> dict[str, int]:
     return {row["name"]: row["voxels"] for row in app.get("us_segments")}
 
 
+def _save(app: Page, server, button: str) -> Path:
+    """Click the save ``button`` (a selector); the file its success message names, which must be
+    in the server's output folder."""
+    app.clear_message()
+    app.page.click(button)
+    app.wait("S('us_message') !== ''")
+    text, kind = app.message()
+    assert kind == "success", text
+    saved = Path(text.removeprefix("Saved ").strip())
+    assert saved.parent == server.output.resolve(), text
+    return saved
+
+
 def test_segment_sample_shows_model_segments(app, tmp_path):
     app.load_sample("chest X-ray")
     assert app.get("us_model") == "lung-cxr"
@@ -161,13 +174,8 @@ def test_save_and_download_read_back_with_slicerio(app, server, tmp_path):
     app.segment()
     expected = _voxels(app)
 
-    app.clear_message()
-    app.page.click("#us-save-nrrd")
-    app.wait("S('us_message') !== ''")
-    text, kind = app.message()
-    assert kind == "success", text
-    saved = Path(text.removeprefix("Saved ").strip())
-    assert saved.parent == server.output.resolve() and saved.name.endswith(".seg.nrrd")
+    saved = _save(app, server, "#us-save-nrrd")
+    assert saved.name.endswith(".seg.nrrd")
 
     with app.page.expect_download() as download:
         app.page.click("#us-download-nrrd")
@@ -323,13 +331,8 @@ def test_dicom_zip_upload_segment_and_save_dicom_seg(app, server, tmp_path):
     assert not app.get("SegmentEditorState__can_undo")  # a new result starts a new history
     assert not app.get("SegmentEditorState__can_redo")
 
-    app.clear_message()
-    app.page.click("#us-save-dicom")
-    app.wait("S('us_message') !== ''")
-    text, kind = app.message()
-    assert kind == "success", text
-    saved = Path(text.removeprefix("Saved ").strip())
-    assert saved.parent == server.output.resolve() and saved.suffix == ".dcm"
+    saved = _save(app, server, "#us-save-dicom")
+    assert saved.suffix == ".dcm"
     seg = pydicom.dcmread(saved)
     assert seg.Modality == "SEG"
     labels = {int(s.SegmentNumber): s.SegmentLabel for s in seg.SegmentSequence}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from Training.commands import add_data_arguments
 from unetseg.engine.options import DEVICES
 
 HELP = "evaluate a model package on labelled cases: per-case metrics, means and a report"
@@ -11,18 +12,11 @@ HELP = "evaluate a model package on labelled cases: per-case metrics, means and 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model id or model package folder")
-    parser.add_argument(
-        "--data",
-        required=True,
-        metavar="DATA_CFG_OR_DIR",
-        help="dataset folder (layout detected), data or training config (YAML), or a training "
-        "run folder (its split)",
-    )
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    parser.add_argument(
-        "--split",
-        choices=("all", "train", "val", "test"),
-        help="part of the patient-level split to evaluate (default: a run's or training "
+    add_data_arguments(
+        parser,
+        run_folder="training run folder (its split)",
+        split_default=None,
+        split_help="part of the patient-level split to evaluate (default: a run's or training "
         "config's test part, else its validation part; all cases of a folder or data config)",
     )
     parser.add_argument("--device", default="auto", choices=DEVICES)

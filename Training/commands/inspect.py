@@ -5,23 +5,17 @@ from __future__ import annotations
 
 import argparse
 
+from Training.commands import add_data_arguments
+
 HELP = "inspect a labelled dataset: intensity histograms, correlations, label volumes, outliers"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data",
-        required=True,
-        metavar="DATA_CFG_OR_DIR",
-        help="dataset folder (layout detected), data or training config (YAML), or a training "
-        "run folder",
-    )
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    parser.add_argument(
-        "--split",
-        choices=("all", "train", "val", "test"),
-        default="all",
-        help="part of the patient-level split to inspect (default all)",
+    add_data_arguments(
+        parser,
+        run_folder="training run folder",
+        split_default="all",
+        split_help="part of the patient-level split to inspect (default all)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the voxel sample (default 0)")
     parser.add_argument(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from fnmatch import fnmatch
 from glob import escape
 from pathlib import Path
@@ -45,6 +45,12 @@ BRATS_2015_PATTERNS: dict[str, str] = {  # DeepMedic's BraTS 2015 copy in ../sha
 }
 BRATS_LABEL_PATTERN = "*_seg.nii*"
 BRATS_2015_LABEL_PATTERN = "OTMultiClass*.nii*"
+#: BraTS-style layouts (input patterns, label pattern), newest first, as tried by detect_layout.
+BRATS_LAYOUTS: tuple[tuple[dict[str, str], str], ...] = (
+    (BRATS_PATTERNS, BRATS_LABEL_PATTERN),
+    (BRATS_2021_PATTERNS, BRATS_LABEL_PATTERN),
+    (BRATS_2015_PATTERNS, BRATS_2015_LABEL_PATTERN),
+)
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 IMAGE_2D_PATTERNS = ("*.png", "*.jpg", "*.jpeg")
 
@@ -82,6 +88,50 @@ def _nifti(folder: Path, name: str) -> Path | None:
     return None
 
 
+def _folder_record(
+    case_folder: Path,
+    inputs: Mapping[str, str],
+    label: str,
+    find: Callable[[Path, str, str], Path | None],
+    missing_input: Callable[[Path, str, str], str],
+    missing_label: str,
+    *,
+    require_label: bool,
+    patient_regex: str | None,
+    label_map: Mapping[int, int] | None = None,
+    split: str | None = None,
+) -> CaseRecord:
+    """The record of a case folder whose files ``find(case_folder, what, name)`` locates.
+
+    Args:
+        inputs: input name -> what ``find`` looks for (a file name, a glob pattern).
+        label: what ``find`` looks for as the label file (name ``"label"``).
+        find: the file of ``what`` in the folder, or None; may raise ``DatasetError``.
+        missing_input: ``(case_folder, name, what)`` -> the error message for a missing input.
+        missing_label: the error message for a missing label file when ``require_label``.
+
+    Raises:
+        DatasetError: an input file, or a required label file, not found.
+    """
+    image_paths = {}
+    for name, what in inputs.items():
+        path = find(case_folder, what, name)
+        if path is None:
+            raise DatasetError(missing_input(case_folder, name, what))
+        image_paths[name] = path
+    label_path = find(case_folder, label, "label")
+    if label_path is None and require_label:
+        raise DatasetError(missing_label)
+    return CaseRecord(
+        case_id=case_folder.name,
+        patient_id=_patient(case_folder.name, patient_regex),
+        image_paths=image_paths,
+        label_path=label_path,
+        label_map=label_map,
+        split=split,
+    )
+
+
 def read_brainmetshare(
     root: str | Path,
     *,
@@ -105,24 +155,18 @@ def read_brainmetshare(
         is_case = any(_nifti(child, name) for name in names)
         cases = [(child, None)] if is_case else [(c, child.name) for c in _subfolders(child)]
         for case_folder, split in cases:
-            image_paths = {}
-            for name in inputs:
-                path = _nifti(case_folder, name)
-                if path is None:
-                    raise DatasetError(f"missing input file {case_folder / name}.nii.gz")
-                image_paths[name] = path
-            label = _nifti(case_folder, label_name)
-            if label is None and require_label:
-                raise DatasetError(f"missing label file {case_folder / label_name}.nii.gz")
-            records.append(
-                CaseRecord(
-                    case_id=case_folder.name,
-                    patient_id=_patient(case_folder.name, patient_regex),
-                    image_paths=image_paths,
-                    label_path=label,
-                    split=split,
-                )
+            record = _folder_record(
+                case_folder,
+                {name: name for name in inputs},
+                label_name,
+                lambda folder, file_name, _: _nifti(folder, file_name),
+                lambda folder, name, _: f"missing input file {folder / name}.nii.gz",
+                f"missing label file {case_folder / label_name}.nii.gz",
+                require_label=require_label,
+                patient_regex=patient_regex,
+                split=split,
             )
+            records.append(record)
     _check_unique(records, folder)
     return _nonempty(records, folder, "expected <split>/<case>/<input>.nii.gz")
 
@@ -321,24 +365,18 @@ def read_brats(
     folder = _require_folder(root)
     records = []
     for case_folder in _subfolders(folder):
-        image_paths = {}
-        for name, pattern in patterns.items():
-            path = _match_one(case_folder, pattern, name)
-            if path is None:
-                raise DatasetError(f"no {name} file matching {pattern!r} in {case_folder}")
-            image_paths[name] = path
-        label = _match_one(case_folder, label_pattern, "label")
-        if label is None and require_label:
-            raise DatasetError(f"no label file matching {label_pattern!r} in {case_folder}")
-        records.append(
-            CaseRecord(
-                case_id=case_folder.name,
-                patient_id=_patient(case_folder.name, patient_regex),
-                image_paths=image_paths,
-                label_path=label,
-                label_map=label_map,
-            )
+        record = _folder_record(
+            case_folder,
+            patterns,
+            label_pattern,
+            _match_one,
+            lambda folder, name, pattern: f"no {name} file matching {pattern!r} in {folder}",
+            f"no label file matching {label_pattern!r} in {case_folder}",
+            require_label=require_label,
+            patient_regex=patient_regex,
+            label_map=label_map,
         )
+        records.append(record)
     return _nonempty(records, folder, "expected one folder per case")
 
 

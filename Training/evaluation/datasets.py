@@ -36,27 +36,12 @@ from Training.config import (
     data_config_from_dict,
     load_config,
 )
-from Training.data import (
-    BRAINMETSHARE_INPUTS,
-    BRATS_2015_LABEL_PATTERN,
-    BRATS_2015_PATTERNS,
-    BRATS_2021_PATTERNS,
-    BRATS_LABEL_PATTERN,
-    BRATS_PATTERNS,
-    CaseRecord,
-    DatasetError,
-)
+from Training.data import BRAINMETSHARE_INPUTS, BRATS_LAYOUTS, CaseRecord, DatasetError
 from Training.data.labels import reference_labels as reference_labels  # re-exported
 from Training.loop.cases import read_records, split_records
 from unetseg.engine.matching import Candidate, MissingInputError, match_inputs
 
 PARTS = ("all", "train", "val", "test")
-#: BraTS-style file patterns tried by ``detect_layout``: (input patterns, label pattern).
-BRATS_LAYOUTS = (
-    (BRATS_PATTERNS, BRATS_LABEL_PATTERN),
-    (BRATS_2021_PATTERNS, BRATS_LABEL_PATTERN),
-    (BRATS_2015_PATTERNS, BRATS_2015_LABEL_PATTERN),
-)
 #: Image/label folder pairs recognised as generic pairs.
 PAIR_FOLDERS = (("imagesTr", "labelsTr"), ("images", "labels"))
 _DICOM_FILES_CHECKED = 50

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,27 +63,33 @@ def save_nifti(
         nib.save(image, temporary)
 
 
+@dataclass(frozen=True)
+class _Slot:
+    """Where one case goes: its random generator, the dataset folder, its id, the grid size
+    (``size`` argument of the generators) and whether its label is written."""
+
+    rng: np.random.Generator
+    root: Path
+    case_id: str
+    size: Any
+    labelled: bool
+
+
 def _brain_writer(layout: str, et_label: int) -> Callable[..., SynthCase]:
-    def write(
-        rng: np.random.Generator,
-        root: Path,
-        case_id: str,
-        size: Any,
-        labelled: bool,
-        **options: Any,
-    ) -> SynthCase:
-        case = brain_mri_case(rng, size, layout=layout, et_label=et_label, **options)
+    def write(slot: _Slot, **options: Any) -> SynthCase:
+        case = brain_mri_case(slot.rng, slot.size, layout=layout, et_label=et_label, **options)
+        case_id = slot.case_id
         if layout == "brainmetshare":
-            folder = root / ("train" if labelled else "test") / case_id
+            folder = slot.root / ("train" if slot.labelled else "test") / case_id
             names = {name: folder / f"{name}.nii.gz" for name in case.images}
             label_path = folder / "seg.nii.gz"
         else:
-            folder = root / case_id
+            folder = slot.root / case_id
             names = {name: folder / f"{case_id}_{name}.nii.gz" for name in case.images}
             label_path = folder / f"{case_id}_seg.nii.gz"
         for name, path in names.items():
             save_nifti(path, case.images[name], case.geometry, np.int16)
-        if labelled:
+        if slot.labelled:
             save_nifti(label_path, case.label, case.geometry, np.uint8)
         return case
 
@@ -92,52 +99,33 @@ def _brain_writer(layout: str, et_label: int) -> Callable[..., SynthCase]:
 def _ct_writer(
     generate: Callable[..., SynthCase], image_folder: str, label_folder: str, test_folder: str
 ) -> Callable[..., SynthCase]:
-    def write(
-        rng: np.random.Generator,
-        root: Path,
-        case_id: str,
-        size: Any,
-        labelled: bool,
-        **options: Any,
-    ) -> SynthCase:
-        case = generate(rng, size, **options)
-        intercept = float(rng.choice([0.0, -1024.0]))
-        folder = image_folder if labelled else test_folder
+    def write(slot: _Slot, **options: Any) -> SynthCase:
+        case = generate(slot.rng, slot.size, **options)
+        intercept = float(slot.rng.choice([0.0, -1024.0]))
+        folder = image_folder if slot.labelled else test_folder
+        file_name = f"{slot.case_id}.nii.gz"
         save_nifti(
-            root / folder / f"{case_id}.nii.gz",
-            case.images["ct"],
-            case.geometry,
-            np.int16,
-            intercept,
+            slot.root / folder / file_name, case.images["ct"], case.geometry, np.int16, intercept
         )
-        if labelled:
-            save_nifti(
-                root / label_folder / f"{case_id}.nii.gz", case.label, case.geometry, np.uint8
-            )
+        if slot.labelled:
+            save_nifti(slot.root / label_folder / file_name, case.label, case.geometry, np.uint8)
         return case
 
     return write
 
 
 def _cxr_writer(image_format: str) -> Callable[..., SynthCase]:
-    def write(
-        rng: np.random.Generator,
-        root: Path,
-        case_id: str,
-        size: Any,
-        labelled: bool,
-        **options: Any,
-    ) -> SynthCase:
+    def write(slot: _Slot, **options: Any) -> SynthCase:
         if options:
             raise ValueError(f"lung-cxr takes no options {sorted(options)}")
-        case = lung_cxr_case(rng, size)
-        root.mkdir(parents=True, exist_ok=True)
+        case = lung_cxr_case(slot.rng, slot.size)
+        slot.root.mkdir(parents=True, exist_ok=True)
         pixels = np.rint(case.images["image"]).astype(np.uint8)
         save_options = {"quality": 95} if image_format == "jpg" else {}
-        with atomic_path(root / f"{case_id}.{image_format}") as temporary:
+        with atomic_path(slot.root / f"{slot.case_id}.{image_format}") as temporary:
             Image.fromarray(pixels).save(temporary, **save_options)
-        if labelled:
-            with atomic_path(root / f"{case_id}-mask.png") as temporary:
+        if slot.labelled:
+            with atomic_path(slot.root / f"{slot.case_id}-mask.png") as temporary:
                 Image.fromarray((case.label * 255).astype(np.uint8)).save(temporary)
         return case
 
@@ -192,7 +180,8 @@ def write_dataset(
         case_id = f"{CASE_PREFIX[task]}_{n:04d}"
         labelled = n < cases
         rng = np.random.default_rng([seed, n])
-        case = writer(rng, root, case_id, size or DEFAULT_SIZE[task], labelled, **options)
+        slot = _Slot(rng, root, case_id, size or DEFAULT_SIZE[task], labelled)
+        case = writer(slot, **options)
         summary["cases"][case_id] = {
             "labelled": labelled,
             "shape_kji": list(case.geometry.shape),
