@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin, get
 
 import yaml
 
-from unetseg.engine.manifest import manifest_problems
+from unetseg.engine.manifest import InputSpec, LabelSpec, manifest_problems
 
 if TYPE_CHECKING:
     from unetseg.engine.preprocessing.spec import PreparationSpec
@@ -628,6 +628,16 @@ class TrainConfig:
         """Training patch (x, y, z) = (I, J, K) in voxels."""
         x, y, z = self.sampling.patch_size or self.model["patch_size"]
         return (int(x), int(y), int(z))
+
+    @property
+    def inputs(self) -> tuple[InputSpec, ...]:
+        """The model's inputs in network channel order."""
+        return tuple(InputSpec.from_manifest(entry) for entry in self.model["inputs"])
+
+    @property
+    def labels(self) -> tuple[LabelSpec, ...]:
+        """The model's labels in value order 1..N."""
+        return tuple(LabelSpec.from_manifest(entry) for entry in self.model["labels"])
 
     @property
     def preparation(self) -> PreparationSpec:

@@ -35,7 +35,7 @@ def test_pgbm_mask_becomes_mask_holes_and_far_voxels():
 def test_pgbm_labels_supervise_the_core_and_what_it_implies():
     source = CONFIG.data.source("pgbm")
     label = np.array([[[0, MASK, HOLE, FAR]]], dtype=np.uint8)
-    nested = reference_labels(label, source, CONFIG.model, "pgbm")
+    nested = reference_labels(label, source, CONFIG, "pgbm")
     known = known_regions(label, source)
     # Known [WT, TC, ET] per value: 0 WT unknown; MASK ET unknown; HOLE TC and ET unknown;
     # FAR all known (and 0).
@@ -84,7 +84,7 @@ def test_inputs_match_the_shared_data_names_and_series_descriptions():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} not available")
     for where, candidates in _cases():
-        assigned = match_inputs(candidates, CONFIG.model["inputs"]).assigned
+        assigned = match_inputs(candidates, CONFIG.inputs).assigned
         found = {name: item.split(".")[0].lower() for name, item in assigned.items()}
         assert set(found) >= {"t1c", "flair"}, where
         assert "t1c" in found["t1c"] or "post" in found["t1c"], (where, found)

@@ -25,6 +25,7 @@ from Training.evaluation import detect_layout, model_inputs, reference_labels, r
 from Training.evaluation.overlay import OVERLAY_SIZE
 from Training.synth import write_dataset
 from unetseg.engine.lesions import aggregate_lesion_detection, lesion_detection
+from unetseg.engine.manifest import InputSpec
 from unetseg.engine.metrics import binary_metrics, compute_metrics
 from unetseg.untrained import (
     brain_mri_manifest,
@@ -45,6 +46,10 @@ def small(manifest: dict, spacing: float, patch: int = 16) -> dict:
     manifest["spacing_mm"] = [spacing] * 3
     manifest["patch_size"] = [patch] * 3
     return manifest
+
+
+def inputs_of(manifest: dict) -> tuple[InputSpec, ...]:
+    return tuple(InputSpec.from_manifest(entry) for entry in manifest["inputs"])
 
 
 @pytest.fixture(scope="module")
@@ -194,24 +199,24 @@ def test_layout_detection(tmp_path):
         "image_mask_pairs": ("lung-cxr", "pairs", 32),
         "ovarian": ("ovarian-ct", "ovarian", 24),
     }
-    manifest = brain_mri_manifest()
+    inputs = inputs_of(brain_mri_manifest())
     for reader, (task, layout, size) in layouts.items():
         write_dataset(task, tmp_path / reader, 2, seed=1, size=size, layout=layout)
-        assert detect_layout(tmp_path / reader, manifest).reader == reader
+        assert detect_layout(tmp_path / reader, inputs).reader == reader
     (tmp_path / "empty" / "case").mkdir(parents=True)
     (tmp_path / "empty" / "case" / "notes.txt").write_text("no images")
     with pytest.raises(DatasetError, match="cannot tell the layout"):
-        detect_layout(tmp_path / "empty", manifest)
+        detect_layout(tmp_path / "empty", inputs)
 
     # BrainMetShare sequence names reach the brain model's inputs through its name patterns.
-    data = resolve_data(tmp_path / "brainmetshare", manifest, work_dir=tmp_path)
+    data = resolve_data(tmp_path / "brainmetshare", inputs, work_dir=tmp_path)
     record = data.records[0]
     images = {name: np.full((2, 2, 2), i, np.float32) for i, name in enumerate(record.image_paths)}
-    arrays = model_inputs(images, record, data.data, manifest)  # t1c, flair, t1, t2
+    arrays = model_inputs(images, record, data.data, inputs)  # t1c, flair, t1, t2
     assert [None if a is None else int(a.flat[0]) for a in arrays] == [1, 2, 0, None]
     del images["t1_gd"]
     with pytest.raises(DatasetError, match="t1c"):
-        model_inputs(images, record, data.data, manifest)
+        model_inputs(images, record, data.data, inputs)
 
 
 def test_parts_follow_the_training_split(lung, tmp_path):
@@ -223,38 +228,38 @@ def test_parts_follow_the_training_split(lung, tmp_path):
     }
     config = tmp_path / "train.yaml"
     config.write_text(yaml.safe_dump(raw))
-    manifest = lung_ct_manifest()
+    inputs = inputs_of(lung_ct_manifest())
     parts = {
         part: [
-            r.case_id for r in resolve_data(config, manifest, part=part, work_dir=tmp_path).records
+            r.case_id for r in resolve_data(config, inputs, part=part, work_dir=tmp_path).records
         ]
         for part in ("train", "val", "test", "all")
     }
-    assert resolve_data(config, manifest, work_dir=tmp_path).part == "test"
+    assert resolve_data(config, inputs, work_dir=tmp_path).part == "test"
     assert sorted(parts["train"] + parts["val"] + parts["test"]) == sorted(parts["all"])
     assert len(parts["all"]) == 3 and all(len(parts[p]) == 1 for p in ("train", "val", "test"))
     raw["data"]["split"] = {"validation": 0.34}
     config.write_text(yaml.safe_dump(raw))
     with pytest.raises(DatasetError, match="test"):
-        resolve_data(config, manifest, part="test", work_dir=tmp_path)
+        resolve_data(config, inputs, part="test", work_dir=tmp_path)
 
 
 @pytest.mark.shared_data
-def test_real_layouts_and_brats_label_map():
+def test_real_layouts_and_brats_label_map(tmp_path):
     brats, cxr = SHARED_DATA / "brats2015", SHARED_DATA / "chest_xray"
     if not brats.is_dir() or not cxr.is_dir():
         pytest.skip(f"{SHARED_DATA} with brats2015 and chest_xray not available")
-    manifest = brain_mri_manifest()
-    assert detect_layout(cxr, manifest).reader == "image_mask_pairs"
-    data = resolve_data(brats, manifest, work_dir=Path("unused"))
+    brain = untrained_package(tmp_path / "brain", brain_mri_manifest(filters=(4, 8)))
+    assert detect_layout(cxr, brain.inputs).reader == "image_mask_pairs"
+    data = resolve_data(brats, brain.inputs, work_dir=Path("unused"))
     assert data.data.reader == "brats" and len(data.records) == 4
     images, label, _ = load_case(data.records[0])
-    arrays = model_inputs(images, data.records[0], data.data, manifest)
+    arrays = model_inputs(images, data.records[0], data.data, brain.inputs)
     assert [a is not None for a in arrays] == [True, True, False, False]  # t1c, flair only
     with pytest.raises(DatasetError, match="label_map"):
-        reference_labels(label, data.data, manifest, "brats")  # BraTS 2015 label 4
+        reference_labels(label, data.data, brain, "brats")  # BraTS 2015 label 4
     mapped = type(data.data)(reader="brats", root=str(brats), label_map={3: 1, 4: 3})
-    reference = reference_labels(label, mapped, manifest, "brats")
+    reference = reference_labels(label, mapped, brain, "brats")
     assert np.array_equal(reference == 3, label == 4)
     assert np.array_equal(reference == 1, np.isin(label, [1, 3]))
 

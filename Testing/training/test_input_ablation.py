@@ -45,7 +45,7 @@ def brats(tmp_path_factory):
 
 def test_ablation_matches_segmenting_without_the_inputs(brats, tmp_path):
     root, package = brats
-    data = resolve_data(root, package.manifest, work_dir=tmp_path)
+    data = resolve_data(root, package.inputs, work_dir=tmp_path)
     segmenter = Segmenter(package, TORCH_CPU)
 
     result = input_ablation(segmenter, data)
@@ -58,12 +58,12 @@ def test_ablation_matches_segmenting_without_the_inputs(brats, tmp_path):
     for record in data.records:
         images, label, geometry = load_case(record)
         source = data.data.source(record.source)
-        arrays = model_inputs(images, record, source, package.manifest)
+        arrays = model_inputs(images, record, source, package.inputs)
         kept = [
             a if spec.required else None for a, spec in zip(arrays, package.inputs, strict=True)
         ]
         labels = segmenter.segment(kept, [None if a is None else geometry for a in kept]).labels
-        reference = reference_labels(label, source, package.manifest, record.case_id)
+        reference = reference_labels(label, source, package, record.case_id)
         by_hand.append(
             binary_metrics(
                 labels.reshape(geometry.shape) == first.value,
@@ -99,5 +99,5 @@ def test_models_without_optional_inputs_have_no_ablation(tmp_path):
     manifest = lung_ct_manifest(filters=(4, 8))
     manifest["spacing_mm"], manifest["patch_size"] = [4.0] * 3, [16] * 3
     package = untrained_package(tmp_path / "model", manifest)
-    data = resolve_data(root, package.manifest, work_dir=tmp_path)
+    data = resolve_data(root, package.inputs, work_dir=tmp_path)
     assert input_ablation(Segmenter(package, TORCH_CPU), data) is None

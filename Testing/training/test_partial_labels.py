@@ -274,7 +274,7 @@ def test_sources_are_read_split_by_patient_and_prepared_with_their_known_voxels(
     assert split.case_ids() == {"train": ["a", "m1"], "val": ["v"], "test": ["t"]}
 
     source = config.data.source("mask")
-    nested = reference_labels(mask, source, config.model, "m1")
+    nested = reference_labels(mask, source, config, "m1")
     known = known_regions(mask, source)
     target = training_target(torch.from_numpy(nested)[None], "sigmoid", 3)[0].numpy()
     # Inside the mask: WT and TC 1, ET unknown; hole: WT 1, TC and ET unknown; next to the

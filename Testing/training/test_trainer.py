@@ -323,7 +323,7 @@ def test_regions_become_a_nested_index_and_bad_labels_are_refused():
     brain = config_from_dict(yaml.safe_load((CONFIGS / "brain_met.yaml").read_text()))
     raw = np.array([0, 1, 2, 3, 2])  # BraTS: 1 necrosis, 2 oedema, 3 enhancing
     # Regions WT (1, 2, 3) > TC (1, 3) > ET (3).
-    nested = reference_labels(raw, brain.data, brain.model, "case")
+    nested = reference_labels(raw, brain.data, brain, "case")
     assert nested.tolist() == [0, 2, 1, 3, 1]
     assert training_target(torch.from_numpy(nested)[None], "sigmoid", 3)[0].tolist() == [
         [0, 1, 1, 1, 1],
@@ -334,10 +334,10 @@ def test_regions_become_a_nested_index_and_bad_labels_are_refused():
         brain, data=dataclasses.replace(brain.data, regions=((3,), (1, 3), (1, 2, 3)))
     )
     with pytest.raises(DatasetError, match="must be nested"):
-        reference_labels(raw, swapped.data, swapped.model, "case")
+        reference_labels(raw, swapped.data, swapped, "case")
     small = _config()
     with pytest.raises(DatasetError, match="label value 2 but the model has 1"):
-        reference_labels(np.array([0, 2]), small.data, small.model, "case")
+        reference_labels(np.array([0, 2]), small.data, small, "case")
 
 
 class Terminal(io.StringIO):

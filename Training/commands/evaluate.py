@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         if args.overlays < 0:
             raise ValueError("--overlays must not be negative")
         package = resolve_model(args.model)
-        data = resolve_data(args.data, package.manifest, part=args.split, work_dir=out)
+        data = resolve_data(args.data, package.inputs, part=args.split, work_dir=out)
         print(
             f"evaluating {package.id} {package.version} on {len(data.records)} case(s) of "
             f"{data.source}, part {data.part}"

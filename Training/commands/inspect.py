@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         if args.embedding_points < 0 or args.examples < 0:
             raise ValueError("--embedding-points and --examples must not be negative")
         # The layout detection needs a model's inputs only for DICOM folders.
-        data = resolve_data(args.data, {"inputs": []}, part=args.split, work_dir=out)
+        data = resolve_data(args.data, (), part=args.split, work_dir=out)
         if data.data.reader == "dicom" and not data.data.options.get("inputs"):
             raise DatasetError(
                 f"{args.data} holds DICOM series: name the ones to inspect in a data config, "

@@ -4,11 +4,12 @@ nested (sigmoid) regions."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from Training.data.records import DatasetError
+from unetseg.engine.manifest import LabelSpec
 
 # BraTS nested regions, in the order of the sigmoid channels (whole tumour, tumour core,
 # enhancing tumour). BraTS 2015 (1 necrosis, 2 oedema, 3 non-enhancing, 4 enhancing) and
@@ -44,8 +45,18 @@ def labels_to_regions(
     return np.stack([np.isin(label, list(values)) for values in groups]).astype(np.uint8)
 
 
+class LabelledModel(Protocol):
+    """What ``reference_labels`` reads of a model: a ``ModelPackage`` or a ``TrainConfig``."""
+
+    @property
+    def activation(self) -> str: ...
+
+    @property
+    def labels(self) -> tuple[LabelSpec, ...]: ...
+
+
 def reference_labels(
-    label: np.ndarray, data: Any, manifest: Mapping[str, Any], case_id: str
+    label: np.ndarray, data: Any, model: LabelledModel, case_id: str
 ) -> np.ndarray:
     """Label map in the model's label values (uint8): the training target, and the reference
     an evaluation compares predictions with.
@@ -62,7 +73,7 @@ def reference_labels(
     if data.label_map:
         label = remap_labels(label, data.label_map)
     if data.regions is not None:
-        if manifest["output"]["activation"] != "sigmoid":
+        if model.activation != "sigmoid":
             raise DatasetError("data.regions applies to sigmoid models only")
         masks = [np.isin(label, values) for values in data.regions]
         for c in range(1, len(masks)):
@@ -72,7 +83,7 @@ def reference_labels(
                     "sigmoid regions must be nested"
                 )
         label = np.sum(masks, axis=0, dtype=np.uint8)
-    n_labels = len(manifest["labels"])
+    n_labels = len(model.labels)
     top = int(label.max(initial=0))
     if top > n_labels:
         raise DatasetError(

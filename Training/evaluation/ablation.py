@@ -56,11 +56,11 @@ def input_ablation(segmenter: Segmenter, data: EvaluationData) -> dict[str, Any]
     for record in data.records:
         images, label, geometry = load_case(record)
         source = data.data.source(record.source)
-        arrays = model_inputs(images, record, source, package.manifest)
+        arrays = model_inputs(images, record, source, package.inputs)
         if any(array is None for array in arrays):
             continue  # only complete cases show what leaving an input out costs
         cases.append(record.case_id)
-        reference = reference_labels(label, source, package.manifest, record.case_id)
+        reference = reference_labels(label, source, package, record.case_id)
         reference = reference.reshape(geometry.shape)
         known = known_regions(label.reshape(geometry.shape), source)
         for key, left_out in [("full", []), *(("+".join(v), v) for v in variants)]:

@@ -268,7 +268,6 @@ def case_calibration(
     from unetseg.engine.preprocessing.resampling import resample_to_geometry
 
     package = segmenter.package
-    manifest = package.manifest
     geometries = [None if a is None else geometry for a in arrays]
     case = prepare_inputs(arrays, geometries, package.preparation)
     values = segmenter.probabilities(case)
@@ -276,7 +275,7 @@ def case_calibration(
     on_grid = resample_to_geometry(
         np.asarray(label).reshape(geometry.shape), geometry, case.model_geometry, order=0
     )
-    reference = reference_labels(on_grid, source, manifest, case_id).reshape(spatial)
+    reference = reference_labels(on_grid, source, package, case_id).reshape(spatial)
     known = known_regions(on_grid, source)
     if known is not None:
         known = known.reshape(known.shape[0], *spatial)

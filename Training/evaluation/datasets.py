@@ -39,6 +39,7 @@ from Training.config import (
 from Training.data import BRAINMETSHARE_INPUTS, BRATS_LAYOUTS, CaseRecord, DatasetError
 from Training.data.labels import reference_labels as reference_labels  # re-exported
 from Training.loop.cases import read_records, split_records
+from unetseg.engine.manifest import InputSpec
 from unetseg.engine.matching import Candidate, MissingInputError, match_inputs
 
 PARTS = ("all", "train", "val", "test")
@@ -66,7 +67,7 @@ class EvaluationData:
 
 def resolve_data(
     spec: str | Path,
-    manifest: Mapping[str, Any],
+    inputs: Sequence[InputSpec],
     *,
     part: str | None = None,
     work_dir: str | Path,
@@ -75,8 +76,8 @@ def resolve_data(
 
     Args:
         spec: run folder, YAML config or dataset folder.
-        manifest: the evaluated model's manifest (a DICOM folder's series are matched with its
-            inputs' SeriesDescription patterns).
+        inputs: the evaluated model's inputs (a DICOM folder's series are matched with their
+            SeriesDescription patterns).
         part: ``all``, ``train``, ``val``, ``test`` or None for the default of the source.
         work_dir: where a config with ``data.synth`` and no ``data.root`` generates its data
             (``<work_dir>/data``).
@@ -93,7 +94,7 @@ def resolve_data(
     if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
         return _from_yaml(path, part, Path(work_dir))
     if path.is_dir():
-        data = detect_layout(path, manifest)
+        data = detect_layout(path, inputs)
         try:
             records = read_records(data, Path(work_dir))
         except DatasetError as error:
@@ -161,7 +162,7 @@ def _checked(records: list[CaseRecord], data: DataConfig, source: str, part: str
 # ----------------------------------------------------------------------------- layouts
 
 
-def detect_layout(root: str | Path, manifest: Mapping[str, Any]) -> DataConfig:
+def detect_layout(root: str | Path, inputs: Sequence[InputSpec]) -> DataConfig:
     """Data settings for a dataset folder, from its content.
 
     Recognised, in this order: Decathlon / nnU-Net (``dataset.json``), ovarian (``CT/`` and
@@ -200,13 +201,11 @@ def detect_layout(root: str | Path, manifest: Mapping[str, Any]) -> DataConfig:
                 "pairs", image_pattern=f"{images}/*", label_pattern=f"{labels}/{{case}}.*"
             )
     if _holds_dicom(folder):
-        inputs = {
-            entry["name"]: list(
-                entry.get("series_description_patterns") or entry.get("name_patterns") or ["*"]
-            )
-            for entry in manifest["inputs"]
+        patterns = {
+            spec.name: list(spec.series_description_patterns or spec.name_patterns or ["*"])
+            for spec in inputs
         }
-        return config("dicom", inputs=inputs, skip_incomplete=True)
+        return config("dicom", inputs=patterns, skip_incomplete=True)
     raise DatasetError(
         f"cannot tell the layout of {folder}: expected dataset.json (Decathlon / nnU-Net), CT/ + "
         f"Segmentation/, <case>-mask.png pairs, BrainMetShare or BraTS case folders, "
@@ -251,9 +250,9 @@ def model_inputs(
     images: Mapping[str, np.ndarray],
     record: CaseRecord,
     data: DataConfig | SourceConfig,
-    manifest: Mapping[str, Any],
+    inputs: Sequence[InputSpec],
 ) -> list[np.ndarray | None]:
-    """One array per model input, in manifest order (None for an absent optional input).
+    """One array per model input, in the model's order (None for an absent optional input).
 
     A model input takes, in this order: the image ``data.inputs`` maps it to, the image of the
     same name, the only image of the case for a one-input model, or the image whose name or
@@ -262,7 +261,7 @@ def model_inputs(
     Raises:
         DatasetError: a mapped image the case lacks, or a required input left without image.
     """
-    specs = list(manifest["inputs"])
+    specs = list(inputs)
     chosen: dict[str, str] = {}
     for model_name, image_name in data.inputs.items():
         if image_name not in images:
@@ -272,11 +271,11 @@ def model_inputs(
             )
         chosen[model_name] = image_name
     for spec in specs:
-        name = spec["name"]
+        name = spec.name
         if name not in chosen and name in images and name not in chosen.values():
             chosen[name] = name
     if len(specs) == 1 and not chosen and len(images) == 1:
-        chosen[specs[0]["name"]] = next(iter(images))
+        chosen[specs[0].name] = next(iter(images))
     candidates = [
         Candidate(name=name, file_name=Path(record.image_paths[name]).name, item=name)
         for name in images
@@ -289,6 +288,5 @@ def model_inputs(
             f"the model inputs with data.inputs in a data config"
         ) from None
     return [
-        images[match.assigned[spec["name"]]] if spec["name"] in match.assigned else None
-        for spec in specs
+        images[match.assigned[spec.name]] if spec.name in match.assigned else None for spec in specs
     ]

@@ -244,12 +244,11 @@ def _evaluate_case(
     what its overlay needs (first present input, reference, prediction, geometry)."""
     begin = time.perf_counter()
     package = segmenter.package
-    manifest = package.manifest
     images, label, geometry = load_case(record)
     assert label is not None  # EvaluationData holds labelled cases only
     source = data.data.source(record.source)
-    arrays = model_inputs(images, record, source, manifest)
-    reference = reference_labels(label, source, manifest, record.case_id)
+    arrays = model_inputs(images, record, source, package.inputs)
+    reference = reference_labels(label, source, package, record.case_id)
     reference = reference.reshape(geometry.shape)
     known = known_regions(label.reshape(geometry.shape), source)
     nested = package.activation == "sigmoid"

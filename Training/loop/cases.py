@@ -153,18 +153,18 @@ def prepare_case(record: CaseRecord, config: TrainConfig) -> TrainingCase:
     if label is None:
         raise DatasetError(f"case {record.case_id} has no label")
     arrays = []
-    for entry in config.model["inputs"]:
-        name = source.inputs.get(entry["name"], entry["name"])
-        if name not in images and entry["required"]:
+    for spec in config.inputs:
+        name = source.inputs.get(spec.name, spec.name)
+        if name not in images and spec.required:
             raise DatasetError(
                 f"case {record.case_id} has no image {name!r} for model input "
-                f"{entry['name']!r} (it has {sorted(images)}); map names with data.inputs"
+                f"{spec.name!r} (it has {sorted(images)}); map names with data.inputs"
             )
         arrays.append(images.get(name))
     prepared = prepare_inputs(arrays, [geometry] * len(arrays), config.preparation)
     model_geometry = prepared.model_geometry
     on_grid = resample_to_geometry(label.reshape(geometry.shape), geometry, model_geometry, order=0)
-    nested = reference_labels(on_grid, source, config.model, record.case_id)
+    nested = reference_labels(on_grid, source, config, record.case_id)
     known = known_regions(on_grid, source)
     image = prepared.image if config.spatial_dims == 3 else prepared.image[:, None]
     if known is not None and config.spatial_dims == 2:

@@ -161,9 +161,9 @@ class Trainer:
         network = config.model["network"]
         self.loss_fn = build_loss(training.loss, config.activation, network["deep_supervision"])
         self.out_channels = int(network["out_channels"])
-        self.labels = [(int(e["value"]), label_key(e["name"])) for e in config.model["labels"]]
+        self.labels = [(label.value, label_key(label.name)) for label in config.labels]
 
-        names = [entry["name"] for entry in config.model["inputs"]]
+        names = [spec.name for spec in config.inputs]
         sampler = PatchSampler(
             config.patch_size, config.spatial_dims, config.sampling, config.augmentation, names
         )
@@ -519,7 +519,7 @@ def case_metrics(
     return labelled_metrics(
         prediction,
         np.asarray(case.label),
-        [int(entry["value"]) for entry in config.model["labels"]],
+        [label.value for label in config.labels],
         case.spacing,
         nested=config.activation == "sigmoid",
         distances=distances,
