@@ -11,11 +11,12 @@ import copy
 import json
 import time
 import unittest
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from unetseg.engine.manifest import manifest_problems
+from unetseg.engine.manifest import InputSpec, manifest_problems
 from unetseg.engine.package import ModelPackage, load_model_package
 from unetseg.engine.registry import list_models
 from unetseg.gui.dependencies import missingPackages
@@ -46,30 +47,35 @@ SAMPLES = {
 ALL_SAMPLES = [sample for samples in SAMPLES.values() for sample in samples]
 
 
+def described(manifest):
+    """The package ``manifest`` describes, not written (nothing here reads its folder)."""
+    return ModelPackage(path=Path(manifest["id"]), manifest=manifest)
+
+
 @pytest.mark.parametrize("sample", ALL_SAMPLES, ids=lambda s: s.id)
 def test_each_sample_is_listed_by_its_module_only(sample):
     module = next(name for name, samples in SAMPLES.items() if sample in samples)
     manifest = sample.manifest()
     assert manifest_problems(manifest) == []
-    listed = {name for name, rule in FILTERS.items() if rule.accepts(manifest)}
+    listed = {name for name, rule in FILTERS.items() if rule.accepts(described(manifest))}
     assert listed == {module}
 
 
 def test_filter_needs_both_modality_and_anatomy():
     brainOnCt = copy.deepcopy(BRAIN_METASTASES_SAMPLE.manifest())
     brainOnCt["modality"] = "CT"
-    assert not BRAIN_MRI_MODELS.accepts(brainOnCt)
+    assert not BRAIN_MRI_MODELS.accepts(described(brainOnCt))
     uncoded = copy.deepcopy(OVARIAN_CT_SAMPLE.manifest())
     for label in uncoded["labels"]:
         label.pop("terminology")
-    assert not any(rule.accepts(uncoded) for rule in FILTERS.values())
+    assert not any(rule.accepts(described(uncoded)) for rule in FILTERS.values())
     # The anatomy may be the segmented structure itself (type) or where a finding lies.
     lungAsRegion = copy.deepcopy(LUNG_CT_SAMPLE.manifest())
     for label in lungAsRegion["labels"]:
         terminology = label["terminology"]
         terminology["anatomic_region"] = terminology.pop("type")
         terminology["type"] = {"scheme": "SCT", "value": "27925004", "meaning": "Nodule"}
-    assert LUNG_MODELS.accepts(lungAsRegion)
+    assert LUNG_MODELS.accepts(described(lungAsRegion))
     assert "MR" in BRAIN_MRI_MODELS.describe() and "12738006" in BRAIN_MRI_MODELS.describe()
 
 
@@ -95,29 +101,26 @@ def test_model_summary_is_escaped_and_complete():
     manifest["title"] = "Mets <b>v2</b>"
     manifest["requirements"] = {"cpu_seconds_estimate": 90, "ram_gb": 4}
     manifest["citation"] = "Doe & Roe 2025"
-    text = modelSummaryHtml(manifest)
+    text = modelSummaryHtml(described(manifest))
     assert "Mets &lt;b&gt;v2&lt;/b&gt;" in text and "<b>v2</b>" not in text
     assert "Doe &amp; Roe 2025" in text
     for expected in ("0.0.1", "Apache-2.0", "Software testing only", "T1 (optional)", "4 GB RAM"):
         assert expected in text
-    assert "3D" in text and "2D (one slice)" in modelSummaryHtml(CHEST_XRAY_SAMPLE.manifest())
+    cxr = described(CHEST_XRAY_SAMPLE.manifest())
+    assert "3D" in text and "2D (one slice)" in modelSummaryHtml(cxr)
 
 
-BRAIN_INPUTS = [
-    {"name": "t1", "title": "T1", "required": False, "series_description_patterns": ["*t1*"]},
-    {
-        "name": "t1c",
-        "title": "T1 post-contrast",
-        "required": True,
-        "series_description_patterns": ["*t1*post*", "*t1*gd*"],
-    },
-    {
-        "name": "flair",
-        "title": "FLAIR",
-        "required": True,
-        "series_description_patterns": ["*flair*"],
-    },
-]
+def inputSpec(name, title, required, namePatterns=(), seriesPatterns=()):
+    return InputSpec(
+        name, title, required, tuple(namePatterns), tuple(seriesPatterns), {"method": "none"}
+    )
+
+
+BRAIN_INPUTS = (
+    inputSpec("t1", "T1", False, seriesPatterns=["*t1*"]),
+    inputSpec("t1c", "T1 post-contrast", True, seriesPatterns=["*t1*post*", "*t1*gd*"]),
+    inputSpec("flair", "FLAIR", True, seriesPatterns=["*flair*"]),
+)
 
 
 def test_study_series_feed_the_inputs_by_description():
@@ -146,7 +149,7 @@ def test_study_without_a_required_series_reports_it():
 
 
 def test_radiograph_models_read_cr_and_dx_series():
-    inputs = [{"name": "cxr", "title": "Chest X-ray", "required": True, "name_patterns": ["*"]}]
+    inputs = [inputSpec("cxr", "Chest X-ray", True, namePatterns=["*"])]
     for modality in ("CR", "DX"):
         series = [SeriesInfo("3.1", "PA chest", modality), SeriesInfo("3.2", "PA chest", "PR")]
         match = matchStudySeries(series, inputs, "DX")
@@ -185,8 +188,16 @@ def test_module_self_test_runs_on_slicer_core(sample, omit, tmp_path):
     """The modules' Slicer self-test, on slicer-core with the real host logic."""
     scene = newScene()
     logic = SegmentationLogic(scene)
+    module = next(name for name, samples in SAMPLES.items() if sample in samples)
     result = runSampleCase(
-        unittest.TestCase(), scene, logic, sample, str(tmp_path), lambda: time.sleep(0.01), omit
+        unittest.TestCase(),
+        scene,
+        logic,
+        sample,
+        str(tmp_path),
+        lambda: time.sleep(0.01),
+        omit,
+        modelFilter=FILTERS[module],
     )
     assert result.segmentationNode.GetScene() is scene
     assert result.missingInputs == list(omit)

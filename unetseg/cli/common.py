@@ -1,10 +1,11 @@
-"""Pieces shared by the subcommands: help formatting, verbosity and run options, and the
-checks that an optional package can be imported."""
+"""Pieces shared by the subcommands: adding one with the help format, verbosity and run
+options, and the checks that an optional package can be imported."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,6 +26,19 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default in (None, False, []):
             return action.help
         return super()._get_help_string(action)
+
+
+def add_command(
+    commands: argparse._SubParsersAction,
+    name: str,
+    parents: Sequence[argparse.ArgumentParser],
+    summary: str,
+) -> argparse.ArgumentParser:
+    """Add subcommand ``name`` to ``commands``: the options of ``parents``, ``summary`` as its
+    help, and ``HelpFormatter``."""
+    return commands.add_parser(
+        name, parents=list(parents), help=summary, formatter_class=HelpFormatter
+    )
 
 
 def verbosity_option() -> argparse.ArgumentParser:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from unetseg.cli.common import HelpFormatter
+from unetseg.cli.common import add_command
 
 if TYPE_CHECKING:
     from unetseg.engine.package import ModelPackage
@@ -18,30 +18,28 @@ def add_parsers(
     commands: argparse._SubParsersAction, common: list[argparse.ArgumentParser]
 ) -> None:
     """Add ``models`` (and its ``info``, ``install`` and ``export``) to ``commands``."""
-    models = commands.add_parser(
+    model_parents = [*common, _model_argument()]
+    models = add_command(
+        commands,
         "models",
-        parents=common,
-        help="list the available model packages; 'models info ID' prints a model's card; "
+        [*common, _search_option()],
+        "list the available model packages; 'models info ID' prints a model's card; "
         "'models install PATH' installs a package folder or .zip; 'models export ID' writes "
         "its network as ONNX or OpenVINO IR",
-        formatter_class=HelpFormatter,
     )
-    models.add_argument("--path", nargs="*", type=Path, help="extra model folders to search")
     models.add_argument("--json", action="store_true", help="machine-readable output")
     models_commands = models.add_subparsers(dest="models_command", metavar="{info,install,export}")
-    info = models_commands.add_parser(
+    add_command(
+        models_commands,
         "info",
-        parents=common,
-        help="print a model's card: intended use, data, metrics, licence",
-        formatter_class=HelpFormatter,
+        model_parents,
+        "print a model's card: intended use, data, metrics, licence",
     )
-    info.add_argument("id", metavar="ID", help="model id (id@version for one version) or folder")
-    info.add_argument("--path", nargs="*", type=Path, help="extra model folders to search")
-    install = models_commands.add_parser(
+    install = add_command(
+        models_commands,
         "install",
-        parents=common,
-        help="install a model package (folder or .zip; checksum verified) into a model folder",
-        formatter_class=HelpFormatter,
+        common,
+        "install a model package (folder or .zip; checksum verified) into a model folder",
     )
     install.add_argument(
         "source",
@@ -59,14 +57,12 @@ def add_parsers(
     install.add_argument(
         "--overwrite", action="store_true", help="replace an installed package of the same id"
     )
-    export = models_commands.add_parser(
+    export = add_command(
+        models_commands,
         "export",
-        parents=common,
-        help="write a model's network as ONNX or OpenVINO IR (static window shape)",
-        formatter_class=HelpFormatter,
+        model_parents,
+        "write a model's network as ONNX or OpenVINO IR (static window shape)",
     )
-    export.add_argument("id", metavar="ID", help="model id (id@version for one version) or folder")
-    export.add_argument("--path", nargs="*", type=Path, help="extra model folders to search")
     export.add_argument("--format", choices=("onnx", "openvino"), default="onnx")
     export.add_argument(
         "--out", type=Path, required=True, help="the .onnx file, or the .xml of the OpenVINO IR"
@@ -76,6 +72,20 @@ def add_parsers(
     )
     export.add_argument("--overwrite", action="store_true", help="replace existing files")
     models.set_defaults(handler=run_models)
+
+
+def _search_option() -> argparse.ArgumentParser:
+    """Parent parser adding ``--path`` (more folders to find models in)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--path", nargs="*", type=Path, help="extra model folders to search")
+    return parent
+
+
+def _model_argument() -> argparse.ArgumentParser:
+    """Parent parser adding the ``ID`` of one model, and ``--path``."""
+    parent = argparse.ArgumentParser(add_help=False, parents=[_search_option()])
+    parent.add_argument("id", metavar="ID", help="model id (id@version for one version) or folder")
+    return parent
 
 
 def run_models(args: argparse.Namespace) -> int:
@@ -170,7 +180,6 @@ def _model_card(package: ModelPackage) -> str:
     if card.is_file():
         text = card.read_text(encoding="utf-8").rstrip()
     else:
-        manifest = package.manifest
         inputs = ", ".join(
             f"{spec.name} ({spec.title}{'' if spec.required else ', optional'})"
             for spec in package.inputs
@@ -178,13 +187,13 @@ def _model_card(package: ModelPackage) -> str:
         lines = [
             f"# {package.title} - `{package.id}` {package.version}",
             "",
-            f"Licence: {manifest['license']}",
-            f"Intended use: {manifest['intended_use']}",
+            f"Licence: {package.license}",
+            f"Intended use: {package.intended_use}",
             f"Description: {package.description}",
             f"Modality: {package.modality} ({package.spatial_dims}D); inputs: {inputs}",
             "Labels: " + ", ".join(f"{label.value} {label.name}" for label in package.labels),
         ]
-        training = manifest.get("training", {})
+        training = package.training
         if training.get("datasets"):
             lines.append("Training data: " + "; ".join(training["datasets"]))
         if training.get("metrics"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from unetseg.cli.common import HelpFormatter, require_slicer
+from unetseg.cli.common import add_command, require_slicer
 from unetseg.engine.options import DEVICES
 
 
@@ -13,21 +13,16 @@ def add_parsers(
     commands: argparse._SubParsersAction, common: list[argparse.ArgumentParser]
 ) -> None:
     """Add ``sample`` and ``demo`` to ``commands``."""
-    sample = commands.add_parser(
-        "sample",
-        parents=common,
-        help="list or copy the bundled real sample images",
-        formatter_class=HelpFormatter,
-    )
+    sample = add_command(commands, "sample", common, "list or copy the bundled real sample images")
     sample.add_argument("ids", nargs="*", metavar="ID", help="samples to copy (default: all)")
     sample.add_argument("--list", action="store_true", help="list the samples and exit")
     sample.add_argument("--out", type=Path, help="copy the samples into this folder")
 
-    demo = commands.add_parser(
+    demo = add_command(
+        commands,
         "demo",
-        parents=common,
-        help="segment every bundled sample with its bundled model (.seg.nrrd, PNG, JSON)",
-        formatter_class=HelpFormatter,
+        common,
+        "segment every bundled sample with its bundled model (.seg.nrrd, PNG, JSON)",
     )
     demo.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
     demo.add_argument("--device", default="auto", choices=DEVICES, help="where the network runs")

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from unetseg.cli.common import (
-    HelpFormatter,
+    add_command,
     add_run_options,
     require_highdicom,
     require_slicer,
@@ -26,13 +26,10 @@ def add_parsers(
     commands: argparse._SubParsersAction, common: list[argparse.ArgumentParser]
 ) -> None:
     """Add ``segment`` and ``segment-batch`` to ``commands``."""
-    segment = commands.add_parser(
-        "segment",
-        parents=[*common, verbosity_option()],
-        help="segment one case (files or DICOM folders)",
-        formatter_class=HelpFormatter,
-    )
-    segment.add_argument("--model", required=True, help="model id or model folder")
+    one_model = argparse.ArgumentParser(add_help=False)
+    one_model.add_argument("--model", required=True, help="model id or model folder")
+    parents = [*common, verbosity_option(), one_model]
+    segment = add_command(commands, "segment", parents, "segment one case (files or DICOM folders)")
     segment.add_argument(
         "--input",
         required=True,
@@ -73,13 +70,12 @@ def add_parsers(
     )
     add_run_options(segment)
 
-    batch = commands.add_parser(
+    batch = add_command(
+        commands,
         "segment-batch",
-        parents=[*common, verbosity_option()],
-        help="segment many cases with one model (one case per sub-folder, or a CSV of cases)",
-        formatter_class=HelpFormatter,
+        parents,
+        "segment many cases with one model (one case per sub-folder, or a CSV of cases)",
     )
-    batch.add_argument("--model", required=True, help="model id or model folder")
     cases = batch.add_mutually_exclusive_group(required=True)
     cases.add_argument(
         "--input-dir",

@@ -84,9 +84,7 @@ class StudyPickerDialog:
         self.match = None
         if items:
             series = studySeries(self.database, items[0].data(0, qt.Qt.UserRole))
-            self.match = matchStudySeries(
-                series, self.model.manifest["inputs"], self.model.modality
-            )
+            self.match = matchStudySeries(series, self.model.inputs, self.model.modality)
             self.previewLabel.setText(self._previewHtml(self.match))
         ok = self.match is not None and not self.match.missing_required
         self.buttons.button(qt.QDialogButtonBox.Ok).setEnabled(ok)

@@ -11,7 +11,10 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
+
+if TYPE_CHECKING:
+    from unetseg.engine.package import ModelPackage
 
 
 class Code(NamedTuple):
@@ -30,15 +33,7 @@ LUNG = Code("SCT", "39607008", "Lung")
 OVARY = Code("SCT", "15497006", "Ovary")
 
 
-class _Package(Protocol):
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def manifest(self) -> dict[str, Any]: ...
-
-
-PackageT = TypeVar("PackageT", bound=_Package)
+PackageT = TypeVar("PackageT", bound="ModelPackage")
 
 
 @dataclass(frozen=True)
@@ -54,11 +49,12 @@ class ModelFilter:
     modalities: tuple[str, ...]
     anatomy: tuple[Code, ...]
 
-    def accepts(self, manifest: Mapping[str, Any]) -> bool:
-        if manifest.get("modality") not in self.modalities:
+    def accepts(self, package: ModelPackage) -> bool:
+        """Whether a module with this filter lists ``package``."""
+        if package.modality not in self.modalities:
             return False
-        for label in manifest.get("labels", ()):
-            terminology = label.get("terminology") or {}
+        for label in package.labels:
+            terminology = label.terminology or {}
             codes = (terminology.get("type"), terminology.get("anatomic_region"))
             if any(wanted.matches(code) for wanted in self.anatomy for code in codes):
                 return True
@@ -66,7 +62,7 @@ class ModelFilter:
 
     def select(self, packages: Iterable[PackageT]) -> list[PackageT]:
         """The accepted packages, in the given order."""
-        return [package for package in packages if self.accepts(package.manifest)]
+        return [package for package in packages if self.accepts(package)]
 
     def describe(self) -> str:
         """The rule in words, e.g. ``modality MR and a label coded Brain (SCT 12738006)``."""
@@ -92,24 +88,22 @@ def latestVersions(packages: Iterable[PackageT]) -> list[PackageT]:
     return latest
 
 
-def modelSummaryHtml(manifest: Mapping[str, Any]) -> str:
+def modelSummaryHtml(package: ModelPackage) -> str:
     """Rich-text description of a model for the panel's info label (all text escaped):
     title, version, licence, intended use, description, image type and resource needs."""
     e = html.escape
-    dims = "2D (one slice)" if manifest["spatial_dims"] == 2 else "3D"
+    dims = "2D (one slice)" if package.spatial_dims == 2 else "3D"
     inputs = ", ".join(
-        e(spec["title"]) + ("" if spec["required"] else " (optional)")
-        for spec in manifest["inputs"]
+        e(spec.title) + ("" if spec.required else " (optional)") for spec in package.inputs
     )
     lines = [
-        f"<b>{e(manifest['title'])}</b> {e(manifest['version'])}"
-        f" &middot; licence {e(manifest['license'])}",
-        f"<i>Intended use:</i> {e(manifest['intended_use'])}",
+        f"<b>{e(package.title)}</b> {e(package.version)} &middot; licence {e(package.license)}",
+        f"<i>Intended use:</i> {e(package.intended_use)}",
     ]
-    if manifest.get("description"):
-        lines.append(e(manifest["description"]))
-    lines.append(f"{e(manifest['modality'])} {dims}; inputs: {inputs}")
-    needs = manifest.get("requirements", {})
+    if package.description:
+        lines.append(e(package.description))
+    lines.append(f"{e(package.modality)} {dims}; inputs: {inputs}")
+    needs = package.requirements
     if needs:
         parts = []
         if "cpu_seconds_estimate" in needs:
@@ -119,6 +113,6 @@ def modelSummaryHtml(manifest: Mapping[str, Any]) -> str:
         if "gpu_memory_gb" in needs:
             parts.append(f"{needs['gpu_memory_gb']:g} GB GPU memory")
         lines.append("Needs " + ", ".join(parts))
-    if manifest.get("citation"):
-        lines.append(f"<i>Cite:</i> {e(manifest['citation'])}")
+    if package.citation:
+        lines.append(f"<i>Cite:</i> {e(package.citation)}")
     return "<br>".join(lines)

@@ -13,7 +13,7 @@ module is loaded.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -24,11 +24,13 @@ from unetseg.gui.modelCatalog import ModelFilter, latestVersions
 from unetseg.gui.parameters import SegmentationParameterNode
 
 if TYPE_CHECKING:
+    from typing import Unpack
+
     from unetseg.engine.inference import CancelToken
     from unetseg.engine.manifest import ModelPackageError
     from unetseg.engine.options import SegmentOptions
     from unetseg.engine.package import ModelPackage
-    from unetseg.host.logic import SegmentationJob, SegmentationResult
+    from unetseg.host.logic import RunOutput, SegmentationJob, SegmentationResult
 
 
 class SegmentationModuleLogic(ScriptedLoadableModuleLogic):
@@ -68,12 +70,9 @@ class SegmentationModuleLogic(ScriptedLoadableModuleLogic):
         inputNodes: Mapping[str, Any],
         options: SegmentOptions | None = None,
         *,
-        outputSegmentationNode=None,
-        replaceModelSegments: bool = False,
-        segmentationName: str | None = None,
-        progress: Callable[[int, int], None] | None = None,
         cancelToken: CancelToken | None = None,
         extraFolders: Sequence[str | os.PathLike[str]] = (),
+        **output: Unpack[RunOutput],
     ) -> SegmentationResult:
         """Segment volume nodes of ``slicer.mrmlScene`` with a model, now (batch scripts).
 
@@ -83,11 +82,10 @@ class SegmentationModuleLogic(ScriptedLoadableModuleLogic):
             inputNodes: manifest input name -> ``vtkMRMLScalarVolumeNode`` (None for a missing
                 optional input).
             options: how to run the model (``SegmentOptions()`` when None).
-            outputSegmentationNode: write into this segmentation; None creates one.
-            replaceModelSegments: allow replacing this model's segments in it.
-            segmentationName: name of a new segmentation; default "<reference> - <model>".
-            progress: ``progress(doneWindows, totalWindows)``, called from the engine thread.
             cancelToken: ``unetseg.engine.inference.CancelToken`` to stop the run.
+            extraFolders: more folders to look up ``model`` in.
+            output: ``outputSegmentationNode`` (None creates one), ``replaceModelSegments``,
+                ``segmentationName``, ``progress`` (see ``unetseg.host.logic.RunOutput``).
 
         See ``unetseg.host.logic.SegmentationLogic.run`` for errors raised.
         """
@@ -95,11 +93,8 @@ class SegmentationModuleLogic(ScriptedLoadableModuleLogic):
             self._package(model, extraFolders),
             inputNodes,
             options,
-            outputSegmentationNode=outputSegmentationNode,
-            replaceModelSegments=replaceModelSegments,
-            segmentationName=segmentationName,
-            progress=progress,
             cancelToken=cancelToken,
+            **output,
         )
 
     def start(
@@ -108,22 +103,13 @@ class SegmentationModuleLogic(ScriptedLoadableModuleLogic):
         inputNodes: Mapping[str, Any],
         options: SegmentOptions | None = None,
         *,
-        outputSegmentationNode=None,
-        replaceModelSegments: bool = False,
-        segmentationName: str | None = None,
-        progress: Callable[[int, int], None] | None = None,
         extraFolders: Sequence[str | os.PathLike[str]] = (),
+        **output: Unpack[RunOutput],
     ) -> SegmentationJob:
         """As ``run``, on a worker thread (GUI): poll ``isDone()``, then call ``finish()``
         on this thread. See ``unetseg.host.logic.SegmentationLogic.start``."""
         return self._hostLogic().start(
-            self._package(model, extraFolders),
-            inputNodes,
-            options,
-            outputSegmentationNode=outputSegmentationNode,
-            replaceModelSegments=replaceModelSegments,
-            segmentationName=segmentationName,
-            progress=progress,
+            self._package(model, extraFolders), inputNodes, options, **output
         )
 
     @staticmethod

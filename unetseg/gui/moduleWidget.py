@@ -232,7 +232,7 @@ class SegmentationModuleWidget(RunControlsMixin, ScriptedLoadableModuleWidget, V
 
     def onModelSelected(self, index: int) -> None:
         model = self._currentModel()
-        self.ui.modelInfoLabel.text = modelSummaryHtml(model.manifest) if model else ""
+        self.ui.modelInfoLabel.text = modelSummaryHtml(model) if model else ""
         if model is None or self._parameterNode is None:
             self._checkCanApply()
             return

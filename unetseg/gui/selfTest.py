@@ -10,13 +10,16 @@ from __future__ import annotations
 import tempfile
 import unittest
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import slicer
 
 from unetseg.gui.dependencies import missingPackages
 from unetseg.gui.sampleModels import SampleModel
 from unetseg.host.volumes import addVolumeFromArray
+
+if TYPE_CHECKING:
+    from unetseg.gui.modelCatalog import ModelFilter
 
 
 def runSampleCase(
@@ -27,10 +30,13 @@ def runSampleCase(
     folder: str,
     wait: Callable[[], None],
     omit: Sequence[str] = (),
+    *,
+    modelFilter: ModelFilter | None = None,
 ) -> Any:
     """Segment phantoms of ``sample``'s inputs (except the optional inputs in ``omit``) with
     ``logic.start`` as the panel does (background job, polled with ``wait``), check the
-    result with ``testCase``'s assertions, then check re-running into the same node.
+    result with ``testCase``'s assertions, then check re-running into the same node. With
+    ``modelFilter``, first check that the written package is listed by it.
 
     Returns:
         The first run's ``SegmentationResult``.
@@ -38,6 +44,10 @@ def runSampleCase(
     from unetseg.host.segmentation import SegmentationExistsError
 
     model = sample.write(folder)
+    if modelFilter is not None:
+        testCase.assertTrue(
+            modelFilter.accepts(model), f"{model.id} does not have {modelFilter.describe()}"
+        )
     inputNodes = {}
     for seed, spec in enumerate(model.inputs):
         if spec.name in omit:
@@ -90,10 +100,16 @@ def runModuleSelfTest(testCase, logic, sample: SampleModel, omit: Sequence[str] 
     if missing:
         testCase.delayDisplay(f"Skipped: Python packages not installed: {', '.join(missing)}")
         return
-    testCase.assertTrue(logic.modelFilter.accepts(sample.manifest()))
     testCase.delayDisplay(f"Segmenting a phantom with '{sample.title}' (untrained, plumbing only)")
     with tempfile.TemporaryDirectory() as folder:
         runSampleCase(
-            testCase, slicer.mrmlScene, logic, sample, folder, slicer.app.processEvents, omit
+            testCase,
+            slicer.mrmlScene,
+            logic,
+            sample,
+            folder,
+            slicer.app.processEvents,
+            omit,
+            modelFilter=logic.modelFilter,
         )
     testCase.delayDisplay("Test passed")

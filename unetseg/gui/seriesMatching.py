@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from unetseg.engine.matching import Candidate, MatchResult, match_inputs
+
+if TYPE_CHECKING:
+    from unetseg.engine.manifest import InputSpec
 
 #: Chest radiographs are stored as CR or DX depending on the detector; a model for one reads both.
 _EQUIVALENT_MODALITIES = {"CR": ("CR", "DX"), "DX": ("CR", "DX")}
@@ -39,14 +42,14 @@ def acceptedModalities(modelModality: str) -> tuple[str, ...]:
 
 
 def matchStudySeries(
-    series: Sequence[SeriesInfo], inputSpecs: Sequence[Any], modelModality: str
+    series: Sequence[SeriesInfo], inputSpecs: Sequence[InputSpec], modelModality: str
 ) -> MatchResult:
     """Assign series of one study to model inputs.
 
     Args:
         series: the study's series.
-        inputSpecs: the model's inputs (manifest dicts or ``InputSpec``).
-        modelModality: the manifest ``modality``; other modalities (SEG, RTSTRUCT, SR, a CT in
+        inputSpecs: the model's inputs (``ModelPackage.inputs``).
+        modelModality: the model's ``modality``; other modalities (SEG, RTSTRUCT, SR, a CT in
             an MR study, ...) are never candidates. Series without a modality are kept.
 
     Returns:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from unetseg.engine.predict import CaseSegmentation, Segmenter
 from unetseg.host.report import segmentStatistics
 from unetseg.host.segmentation import SegmentationExistsError, writeLabelmapToSegmentation
 from unetseg.host.volumes import addUncertaintyVolume, volumeToArray
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 Progress = Callable[[int, int], None]
 
@@ -65,6 +68,25 @@ class SegmentationResult:
     labels: np.ndarray | None = None
     uncertainty: np.ndarray | None = None
     uncertaintyNode: Any = None
+
+
+class RunOutput(TypedDict, total=False):
+    """Keyword arguments of ``SegmentationLogic.run`` and ``start`` (and of the modules'
+    logic): where the result goes, and who hears of the progress.
+
+    Attributes:
+        outputSegmentationNode: write into this node instead of a new one (default None). A
+            node that already has segments is only changed with ``replaceModelSegments=True``,
+            and then only this model's segments are replaced (others are kept).
+        replaceModelSegments: allow replacing this model's segments (default False).
+        segmentationName: name of a new node; default ``"<reference> - <model title>"``.
+        progress: ``progress(doneWindows, totalWindows)``, called from the engine thread.
+    """
+
+    outputSegmentationNode: Any
+    replaceModelSegments: bool
+    segmentationName: str | None
+    progress: Progress | None
 
 
 @dataclass
@@ -164,11 +186,8 @@ class SegmentationLogic:
         inputNodes: Mapping[str, Any],
         options: SegmentOptions | None = None,
         *,
-        outputSegmentationNode=None,
-        replaceModelSegments: bool = False,
-        segmentationName: str | None = None,
-        progress: Progress | None = None,
         cancelToken: CancelToken | None = None,
+        **output: Unpack[RunOutput],
     ) -> SegmentationResult:
         """Segment ``inputNodes`` with ``model`` now, on this thread (batch scripts, CLI).
 
@@ -177,10 +196,7 @@ class SegmentationLogic:
         Raises: as ``start``, and then the engine's ``ValueError`` (bad input image),
         ``SegmentationError`` (out of memory) or ``InferenceCancelled``.
         """
-        job = self._job(
-            model, inputNodes, options, outputSegmentationNode, replaceModelSegments,
-            segmentationName, progress, cancelToken,
-        )  # fmt: skip
+        job = self._job(model, inputNodes, options, cancelToken, **output)
         return job.start(background=False).finish()
 
     def start(
@@ -188,11 +204,7 @@ class SegmentationLogic:
         model: ModelPackage,
         inputNodes: Mapping[str, Any],
         options: SegmentOptions | None = None,
-        *,
-        outputSegmentationNode=None,
-        replaceModelSegments: bool = False,
-        segmentationName: str | None = None,
-        progress: Progress | None = None,
+        **output: Unpack[RunOutput],
     ) -> SegmentationJob:
         """Start segmenting ``inputNodes`` with ``model`` on a worker thread (GUI, web): poll
         ``job.isDone()`` / ``job.progress``, ``job.cancel()`` from any thread, then call
@@ -204,11 +216,8 @@ class SegmentationLogic:
                 missing optional input). The first required input is the reference: the result
                 lies on its grid and is named after it.
             options: how to run the model (``SegmentOptions()`` when None).
-            outputSegmentationNode: write into this node instead of a new one. A node that
-                already has segments is only changed with ``replaceModelSegments=True``, and
-                then only this model's segments are replaced (others are kept).
-            segmentationName: name of a new node; default ``"<reference> - <model title>"``.
-            progress: ``progress(doneWindows, totalWindows)``, called from the engine thread.
+            output: ``outputSegmentationNode``, ``replaceModelSegments``, ``segmentationName``,
+                ``progress`` (keywords only; see ``RunOutput``).
 
         Raises (at once):
             MissingInputError: a required input has no volume.
@@ -218,24 +227,22 @@ class SegmentationLogic:
         ``finish()`` raises the engine's errors. Arguments are checked before anything is
         computed, and the scene only changes when a run succeeds.
         """
-        job = self._job(
-            model, inputNodes, options, outputSegmentationNode, replaceModelSegments,
-            segmentationName, progress, None,
-        )  # fmt: skip
-        return job.start(background=True)
+        return self._job(model, inputNodes, options, None, **output).start(background=True)
 
     def _job(
         self,
         model: ModelPackage,
         inputNodes: Mapping[str, Any],
         options: SegmentOptions | None,
-        outputSegmentationNode,
-        replaceModelSegments: bool,
-        segmentationName: str | None,
-        progress: Progress | None,
         cancelToken: CancelToken | None,
+        *,
+        outputSegmentationNode=None,
+        replaceModelSegments: bool = False,
+        segmentationName: str | None = None,
+        progress: Progress | None = None,
     ) -> SegmentationJob:
-        """A job, not started yet, after checking the arguments and reading the inputs."""
+        """A job, not started yet, after checking the arguments and reading the inputs (the
+        keywords and their defaults are those of ``RunOutput``)."""
         options = options if options is not None else SegmentOptions()
         started = time.perf_counter()
         self._checkArguments(model, inputNodes)

@@ -67,7 +67,7 @@ class Catalog:
 
     @staticmethod
     def card_html(package: ModelPackage) -> str:
-        return modelSummaryHtml(package.manifest)
+        return modelSummaryHtml(package)
 
 
 def input_rows(package: ModelPackage) -> list[dict[str, Any]]:

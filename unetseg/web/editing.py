@@ -66,7 +66,7 @@ class ResultEditor:
                 "us_has_result": True,
                 "us_segmentation_name": node.GetName(),
                 "us_file_stem": saving.file_stem(node.GetName()),
-                "us_lesion_mode": bool(model.manifest.get("lesion_analysis")),
+                "us_lesion_mode": model.lesion_analysis,
                 "us_dicom_ok": dicom_ok,
             }
         )

@@ -6,7 +6,9 @@ the browser tests use carry a stable ``id``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 from trame.widgets import html
 from trame.widgets import vuetify3 as v3
@@ -28,9 +30,43 @@ if (total > us_max_upload_bytes) {
 }
 """
 
+#: Attributes of the panel's form fields: dense, no room kept for hints under them.
+_COMPACT = {"density": "compact", "hide_details": True}
+
 
 def _section(title: str) -> None:
     html.Div(title, classes="text-subtitle-2 mt-3 mb-1")
+
+
+def _field(widget: Callable, label: str, model: str, **attributes: Any) -> None:
+    """A compact form field (``v3.VSelect``, ``v3.VTextField``, ...) bound to the state
+    variable ``model``."""
+    widget(label=label, v_model=(model,), **_COMPACT, **attributes)
+
+
+def _load_row(
+    label: str, items: str, model: str, load: Callable, ids: tuple[str, str], **row: Any
+) -> None:
+    """A drop-down and its Load button (``ids``: theirs) on one row (``row``: its attributes)."""
+    with html.Div(**row):
+        _field(v3.VSelect, label, model, items=(items,), id=ids[0])
+        v3.VBtn("Load", click=load, classes="ml-2", id=ids[1])
+
+
+@contextmanager
+def _table(columns: Sequence[str], rows: str, **attributes: Any) -> Iterator[None]:
+    """A compact table headed by ``columns``, one row per item of ``rows`` (``row in ...``,
+    keyed by ``row.id``); the block builds the cells of a row."""
+    with v3.VTable(density="compact", **attributes):
+        with html.Thead(), html.Tr():
+            for column in columns:
+                html.Th(column)
+        with html.Tbody(), html.Tr(v_for=f"row in {rows}", key="row.id"):
+            yield
+
+
+def _result_button(text: str, click: Callable | str, **attributes: Any) -> None:
+    v3.VBtn(text, click=click, size="small", classes="ma-1", **attributes)
 
 
 def build_message() -> None:
@@ -60,26 +96,23 @@ def build_panel(
     with v3.VCard(flat=True, classes="pa-2", id="us-panel"):
         v3.VCardTitle("UNetSeg", classes="px-1")
         _section("1. Load volumes")
-        with html.Div(classes="d-flex align-center"):
-            v3.VSelect(
-                label="Bundled sample",
-                items=("us_samples",),
-                v_model=("us_sample",),
-                density="compact",
-                hide_details=True,
-                id="us-sample",
-            )
-            v3.VBtn("Load", click=load_sample, classes="ml-2", id="us-load-sample")
-        with html.Div(classes="d-flex align-center mt-2", v_if=("us_data_folders.length",)):
-            v3.VSelect(
-                label="Server folder (--data)",
-                items=("us_data_folders",),
-                v_model=("us_data_folder",),
-                density="compact",
-                hide_details=True,
-                id="us-data-folder",
-            )
-            v3.VBtn("Load", click=load_data_folder, classes="ml-2", id="us-load-data")
+        _load_row(
+            "Bundled sample",
+            "us_samples",
+            "us_sample",
+            load_sample,
+            ("us-sample", "us-load-sample"),
+            classes="d-flex align-center",
+        )
+        _load_row(
+            "Server folder (--data)",
+            "us_data_folders",
+            "us_data_folder",
+            load_data_folder,
+            ("us-data-folder", "us-load-data"),
+            classes="d-flex align-center mt-2",
+            v_if=("us_data_folders.length",),
+        )
         with html.Div(classes="mt-2"):
             html.Input(
                 type="file",
@@ -97,32 +130,13 @@ def build_panel(
                 classes="text-caption",
             )
             v3.VProgressLinear(v_if=("us_upload_busy",), indeterminate=True)
-        with v3.VTable(density="compact", v_if=("us_series.length",), id="us-series"):
-            with html.Thead(), html.Tr():
-                html.Th("Volume")
-                html.Th("Series")
-            with html.Tbody(), html.Tr(v_for="row in us_series", key="row.id"):
-                html.Td("{{ row.name }}")
-                html.Td("{{ row.description }}", classes="text-caption")
+        with _table(("Volume", "Series"), "us_series", v_if=("us_series.length",), id="us-series"):
+            html.Td("{{ row.name }}")
+            html.Td("{{ row.description }}", classes="text-caption")
 
         _section("2. Task and model")
-        v3.VSelect(
-            label="Task",
-            items=("us_tasks",),
-            v_model=("us_task",),
-            density="compact",
-            hide_details=True,
-            id="us-task",
-        )
-        v3.VSelect(
-            label="Model",
-            items=("us_models",),
-            v_model=("us_model",),
-            density="compact",
-            hide_details=True,
-            classes="mt-2",
-            id="us-model",
-        )
+        _field(v3.VSelect, "Task", "us_task", items=("us_tasks",), id="us-task")
+        _field(v3.VSelect, "Model", "us_model", items=("us_models",), classes="mt-2", id="us-model")
         html.Div(v_html=("us_card",), classes="text-caption mt-2", id="us-card")
 
         _section("3. Inputs (matched by name; change if needed)")
@@ -135,45 +149,20 @@ def build_panel(
             model_value=("us_choice[inp.name]",),
             update_modelValue="us_choice = Object.assign({}, us_choice, {[inp.name]: $event})",
             clearable=True,
-            density="compact",
-            hide_details=True,
             classes="mt-2",
+            **_COMPACT,
         )
         with html.Div(classes="d-flex align-center mt-2"):
-            v3.VSelect(
-                label="Device",
-                items=(_js_list(DEVICES),),
-                v_model=("us_device",),
-                density="compact",
-                hide_details=True,
-                style="max-width: 110px",
-            )
-            v3.VTextField(
-                label="Overlap (empty: model's)",
-                v_model=("us_overlap",),
-                density="compact",
-                hide_details=True,
-                classes="ml-2",
-                id="us-overlap",
-            )
-            v3.VCheckbox(label="Fast", v_model=("us_fast",), density="compact", hide_details=True)
+            devices = (_js_list(DEVICES),)
+            _field(v3.VSelect, "Device", "us_device", items=devices, style="max-width: 110px")
+            overlap = "Overlap (empty: model's)"
+            _field(v3.VTextField, overlap, "us_overlap", classes="ml-2", id="us-overlap")
+            _field(v3.VCheckbox, "Fast", "us_fast")
         with html.Div(classes="d-flex align-center mt-2"):
-            v3.VSelect(
-                label="Backend",
-                items=(_js_list(BACKENDS),),
-                v_model=("us_backend",),
-                density="compact",
-                hide_details=True,
-                style="max-width: 140px",
-            )
-            v3.VCheckbox(
-                label="Uncertainty (slower)",
-                v_model=("us_uncertainty",),
-                density="compact",
-                hide_details=True,
-                classes="ml-2",
-                id="us-uncertainty",
-            )
+            backends = (_js_list(BACKENDS),)
+            _field(v3.VSelect, "Backend", "us_backend", items=backends, style="max-width: 140px")
+            uncertainty = "Uncertainty (slower)"
+            _field(v3.VCheckbox, uncertainty, "us_uncertainty", classes="ml-2", id="us-uncertainty")
 
         _section("4. Segment")
         with html.Div(classes="d-flex align-center"):
@@ -206,64 +195,40 @@ def build_results(
     """The results card under the drawer's tool: volumes table, lesions, save and download."""
     with v3.VCard(flat=True, classes="pa-2", v_if=("us_has_result",), id="us-results"):
         v3.VCardSubtitle("{{ us_segmentation_name }}", classes="px-1")
-        with v3.VTable(density="compact", id="us-volumes"):
-            with html.Thead(), html.Tr():
-                html.Th("Segment")
-                html.Th("Voxels")
-                html.Th("Size")
-            with html.Tbody(), html.Tr(v_for="row in us_segments", key="row.id"):
-                with html.Td():
-                    html.Span(
-                        style=(
-                            "{background: row.color, display: 'inline-block', width: '10px', "
-                            "height: '10px', marginRight: '4px'}",
-                        )
+        with _table(("Segment", "Voxels", "Size"), "us_segments", id="us-volumes"):
+            with html.Td():
+                html.Span(
+                    style=(
+                        "{background: row.color, display: 'inline-block', width: '10px', "
+                        "height: '10px', marginRight: '4px'}",
                     )
-                    html.Span("{{ row.name }}")
-                html.Td("{{ row.voxels }}")
-                html.Td("{{ row.size }}")
+                )
+                html.Span("{{ row.name }}")
+            html.Td("{{ row.voxels }}")
+            html.Td("{{ row.size }}")
         with html.Div(v_if=("us_lesion_mode",), classes="text-caption mt-1", id="us-lesions"):
             html.Div("{{ us_lesion_count }} lesion(s)")
-            with v3.VTable(density="compact", v_if=("us_lesions.length",)):
-                with html.Thead(), html.Tr():
-                    html.Th("#")
-                    html.Th("mL")
-                    html.Th("diameter mm")
-                with html.Tbody(), html.Tr(v_for="row in us_lesions.slice(0, 20)", key="row.id"):
-                    html.Td("{{ row.id }}")
-                    html.Td("{{ row.volume_ml }}")
-                    html.Td("{{ row.diameter_mm }}")
+            with _table(
+                ("#", "mL", "diameter mm"), "us_lesions.slice(0, 20)", v_if=("us_lesions.length",)
+            ):
+                html.Td("{{ row.id }}")
+                html.Td("{{ row.volume_ml }}")
+                html.Td("{{ row.diameter_mm }}")
+        no_dicom = ("!us_dicom_ok",)
         with html.Div(classes="d-flex flex-wrap mt-2"):
-            v3.VBtn(
-                "Save .seg.nrrd",
-                click=save_seg_nrrd,
-                size="small",
-                classes="ma-1",
-                id="us-save-nrrd",
-            )
-            v3.VBtn(
+            _result_button("Save .seg.nrrd", save_seg_nrrd, id="us-save-nrrd")
+            _result_button(
                 "Download .seg.nrrd",
-                click=f"utils.download(us_file_stem + '.seg.nrrd', "
+                f"utils.download(us_file_stem + '.seg.nrrd', "
                 f"trigger('{download_seg_nrrd}'), 'application/octet-stream')",
-                size="small",
-                classes="ma-1",
                 id="us-download-nrrd",
             )
-            v3.VBtn(
-                "Save DICOM SEG",
-                click=save_dicom_seg,
-                size="small",
-                classes="ma-1",
-                disabled=("!us_dicom_ok",),
-                id="us-save-dicom",
-            )
-            v3.VBtn(
+            _result_button("Save DICOM SEG", save_dicom_seg, disabled=no_dicom, id="us-save-dicom")
+            _result_button(
                 "Download DICOM SEG",
-                click=f"utils.download(us_file_stem + '.dcm', "
+                f"utils.download(us_file_stem + '.dcm', "
                 f"trigger('{download_dicom_seg}'), 'application/dicom')",
-                size="small",
-                classes="ma-1",
-                disabled=("!us_dicom_ok",),
+                disabled=no_dicom,
                 id="us-download-dicom",
             )
 
