@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin, get
 
 import yaml
 
-from unetseg.engine.manifest import InputSpec, LabelSpec, manifest_problems
+from unetseg.engine.manifest import (
+    InputSpec,
+    LabelSpec,
+    input_specs,
+    label_specs,
+    manifest_problems,
+)
 
 if TYPE_CHECKING:
     from unetseg.engine.preprocessing.spec import PreparationSpec
@@ -631,13 +637,11 @@ class TrainConfig:
 
     @property
     def inputs(self) -> tuple[InputSpec, ...]:
-        """The model's inputs in network channel order."""
-        return tuple(InputSpec.from_manifest(entry) for entry in self.model["inputs"])
+        return input_specs(self.model)
 
     @property
     def labels(self) -> tuple[LabelSpec, ...]:
-        """The model's labels in value order 1..N."""
-        return tuple(LabelSpec.from_manifest(entry) for entry in self.model["labels"])
+        return label_specs(self.model)
 
     @property
     def preparation(self) -> PreparationSpec:

@@ -19,7 +19,7 @@ from Training.config import (
 )
 from Training.data import CaseRecord, fixed_split, reference_labels
 from Training.loop.cases import known_regions, read_records, split_records
-from Training.loop.objectives import SoftDiceLoss, training_target
+from Training.loop.objectives import training_target
 from Training.loop.trainer import Trainer, case_metrics
 from Training.sampling import (
     MemoryCases,
@@ -29,14 +29,7 @@ from Training.sampling import (
     make_training_case,
     save_training_case,
 )
-from unetseg.engine.losses import (
-    BinaryCrossEntropyLoss,
-    DeepSupervisionLoss,
-    DiceCELoss,
-    DiceLoss,
-    FocalTverskyLoss,
-    WeightedCrossEntropyLoss,
-)
+from unetseg.engine import losses
 from unetseg.engine.metrics import binary_metrics, compute_metrics
 
 LABELS = [
@@ -86,19 +79,19 @@ MULTI = {
 }
 
 SIGMOID_LOSSES = {
-    "dice": lambda: DiceLoss("sigmoid"),
-    "dice_batch": lambda: DiceLoss("sigmoid", batch_dice=True),
-    "dice_ce": lambda: DiceCELoss("sigmoid", pos_weight=(2.0, 1.0, 3.0)),
-    "bce": lambda: BinaryCrossEntropyLoss(),
-    "tversky": lambda: FocalTverskyLoss("sigmoid"),
-    "deep": lambda: DeepSupervisionLoss(DiceCELoss("sigmoid")),
-    "soft_dice": lambda: SoftDiceLoss("sigmoid"),
+    "dice": lambda: losses.DiceLoss("sigmoid"),
+    "dice_batch": lambda: losses.DiceLoss("sigmoid", batch_dice=True),
+    "dice_ce": lambda: losses.DiceCELoss("sigmoid", pos_weight=(2.0, 1.0, 3.0)),
+    "bce": lambda: losses.BinaryCrossEntropyLoss(),
+    "tversky": lambda: losses.FocalTverskyLoss("sigmoid"),
+    "deep": lambda: losses.DeepSupervisionLoss(losses.DiceCELoss("sigmoid")),
+    "soft_dice": lambda: losses.SoftDiceLoss("sigmoid"),
 }
 SOFTMAX_LOSSES = {
-    "dice": lambda: DiceLoss("softmax"),
-    "ce": lambda: WeightedCrossEntropyLoss(inverse_frequency=True, background_weight=0.5),
-    "dice_ce": lambda: DiceCELoss("softmax"),
-    "tversky": lambda: FocalTverskyLoss("softmax", include_background=True),
+    "dice": lambda: losses.DiceLoss("softmax"),
+    "ce": lambda: losses.WeightedCrossEntropyLoss(inverse_frequency=True, background_weight=0.5),
+    "dice_ce": lambda: losses.DiceCELoss("softmax"),
+    "tversky": lambda: losses.FocalTverskyLoss("softmax", include_background=True),
 }
 
 
@@ -123,7 +116,7 @@ def _sigmoid_target(seed=1, shape=(2, 3, 6, 6, 6)):
 
 
 def _call(loss_fn, logits, target, mask=None):
-    if isinstance(loss_fn, DeepSupervisionLoss):
+    if isinstance(loss_fn, losses.DeepSupervisionLoss):
         outputs = [logits, logits[:, :, ::2, ::2, ::2]]
         return loss_fn(outputs, target) if mask is None else loss_fn(outputs, target, mask)
     return loss_fn(logits, target) if mask is None else loss_fn(logits, target, mask)
@@ -176,15 +169,15 @@ def test_a_partly_known_channel_scores_only_its_known_voxels():
     target[..., :2, :, :] = 1.0
     mask = torch.zeros_like(target)
     mask[..., :2, :, :] = 1.0  # known only where positive (WT inside a core mask)
-    inside = DiceLoss("sigmoid")(logits[..., :2, :, :], target[..., :2, :, :])
-    assert torch.allclose(DiceLoss("sigmoid")(logits, target, mask), inside, atol=1e-6)
-    bce = BinaryCrossEntropyLoss()(logits[..., :2, :, :], target[..., :2, :, :])
-    assert torch.allclose(BinaryCrossEntropyLoss()(logits, target, mask), bce, atol=1e-6)
+    inside = losses.DiceLoss("sigmoid")(logits[..., :2, :, :], target[..., :2, :, :])
+    assert torch.allclose(losses.DiceLoss("sigmoid")(logits, target, mask), inside, atol=1e-6)
+    bce = losses.BinaryCrossEntropyLoss()(logits[..., :2, :, :], target[..., :2, :, :])
+    assert torch.allclose(losses.BinaryCrossEntropyLoss()(logits, target, mask), bce, atol=1e-6)
 
 
 def test_a_mask_of_the_wrong_shape_is_refused():
     with pytest.raises(ValueError, match="mask"):
-        DiceLoss("sigmoid")(_logits(), _sigmoid_target(), torch.ones((2, 2, 6, 6, 6)))
+        losses.DiceLoss("sigmoid")(_logits(), _sigmoid_target(), torch.ones((2, 2, 6, 6, 6)))
 
 
 # ----------------------------------------------------------------------------- config

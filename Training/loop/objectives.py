@@ -12,35 +12,9 @@ from unetseg.engine.losses import (
     DiceCELoss,
     DiceLoss,
     FocalTverskyLoss,
+    SoftDiceLoss,
     WeightedCrossEntropyLoss,
-    soft_dice_loss,
-    to_dense_target,
 )
-
-
-class SoftDiceLoss(nn.Module):
-    """The course notebook's V-Net soft Dice (``soft_dice_loss``) over all output channels,
-    on softmax or sigmoid probabilities; returns a scalar. A ``mask`` (partial labels, 1 =
-    known, ``(N, C or 1, *spatial)``) zeroes the unknown voxels of both terms."""
-
-    def __init__(self, activation: str) -> None:
-        super().__init__()
-        self.activation = activation
-
-    def forward(
-        self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        with torch.autocast(device_type=logits.device.type, enabled=False):
-            logits = logits.float()
-            dense = to_dense_target(logits, target, self.activation)  # type: ignore[arg-type]
-            if self.activation == "softmax":
-                probs = torch.softmax(logits, dim=1)
-            else:
-                probs = torch.sigmoid(logits)
-            if mask is not None:
-                known = mask.to(probs.dtype)
-                probs, dense = probs * known, dense * known
-            return soft_dice_loss(probs, dense, axes=tuple(range(2, logits.ndim)))
 
 
 def build_loss(config: LossConfig, activation: str, deep_supervision: bool) -> nn.Module:

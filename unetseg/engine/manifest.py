@@ -106,6 +106,16 @@ class LabelSpec:
         )
 
 
+def input_specs(manifest: Mapping[str, Any]) -> tuple[InputSpec, ...]:
+    """A validated manifest's inputs, in network channel order."""
+    return tuple(InputSpec.from_manifest(entry) for entry in manifest["inputs"])
+
+
+def label_specs(manifest: Mapping[str, Any]) -> tuple[LabelSpec, ...]:
+    """A validated manifest's labels, in value order 1..N."""
+    return tuple(LabelSpec.from_manifest(entry) for entry in manifest["labels"])
+
+
 @functools.cache
 def load_schema() -> dict[str, Any]:
     """Return the manifest JSON Schema (draft 2020-12) bundled with the package."""

@@ -26,6 +26,8 @@ from unetseg.engine.manifest import (
     InputSpec,
     LabelSpec,
     ModelPackageError,
+    input_specs,
+    label_specs,
     read_manifest,
     validate_manifest,
 )
@@ -104,13 +106,11 @@ class ModelPackage:
 
     @property
     def inputs(self) -> tuple[InputSpec, ...]:
-        """Inputs in network channel order."""
-        return tuple(InputSpec.from_manifest(entry) for entry in self.manifest["inputs"])
+        return input_specs(self.manifest)
 
     @property
     def labels(self) -> tuple[LabelSpec, ...]:
-        """Labels in value order 1..N."""
-        return tuple(LabelSpec.from_manifest(entry) for entry in self.manifest["labels"])
+        return label_specs(self.manifest)
 
     @property
     def spacing_mm(self) -> tuple[float, float, float]:

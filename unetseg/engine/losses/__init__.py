@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from .composite import DeepSupervisionLoss, DiceCELoss
 from .cross_entropy import BinaryCrossEntropyLoss, WeightedCrossEntropyLoss
-from .overlap import DiceLoss, FocalTverskyLoss
+from .overlap import DiceLoss, FocalTverskyLoss, SoftDiceLoss
 from .terms import Activation, soft_dice_loss, to_dense_target
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "DiceCELoss",
     "DiceLoss",
     "FocalTverskyLoss",
+    "SoftDiceLoss",
     "WeightedCrossEntropyLoss",
     "soft_dice_loss",
     "to_dense_target",

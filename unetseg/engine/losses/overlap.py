@@ -1,10 +1,10 @@
-"""Overlap losses: soft Dice and focal Tversky."""
+"""Overlap losses: soft Dice, the course notebook's V-Net soft Dice, and focal Tversky."""
 
 from __future__ import annotations
 
 import torch
 
-from .terms import Activation, Float32Loss, OverlapTerms, overlap_terms
+from .terms import Activation, Float32Loss, OverlapTerms, overlap_terms, soft_dice_loss
 
 
 class _OverlapLoss(Float32Loss):
@@ -111,3 +111,29 @@ class FocalTverskyLoss(_OverlapLoss):
         tversky = (tp + self.smooth) / (tp + self.alpha * fp + self.beta * fn + self.smooth)
         # The clamp keeps the gradient of x ** gamma (gamma < 1) finite at a perfect score.
         return terms.mean((1.0 - tversky).clamp_min(1e-12) ** self.gamma)
+
+
+class SoftDiceLoss(Float32Loss):
+    """The course notebook's V-Net soft Dice (``soft_dice_loss``) over all output channels,
+    background included, on softmax or sigmoid probabilities. A ``mask`` (partial labels,
+    1 = known, ``(N, C or 1, *spatial)``) zeroes the unknown voxels of both terms.
+
+    Shapes: ``logits (N, C, *spatial)``, ``target`` as in the module docstring; returns a
+    scalar.
+    """
+
+    def __init__(self, activation: Activation) -> None:
+        super().__init__()
+        self.activation: Activation = activation
+
+    def _loss(
+        self, logits: torch.Tensor, dense: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        if self.activation == "softmax":
+            probs = torch.softmax(logits, dim=1)
+        else:
+            probs = torch.sigmoid(logits)
+        if mask is not None:
+            known = mask.to(probs.dtype)
+            probs, dense = probs * known, dense * known
+        return soft_dice_loss(probs, dense, axes=tuple(range(2, logits.ndim)))

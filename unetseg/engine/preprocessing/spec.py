@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from unetseg.engine.manifest import InputSpec
+from unetseg.engine.manifest import InputSpec, input_specs
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class PreparationSpec:
         patch = manifest.get("patch_size")
         filters = manifest.get("network", {}).get("filters") or (0,)
         return cls(
-            inputs=tuple(InputSpec.from_manifest(entry) for entry in manifest["inputs"]),
+            inputs=input_specs(manifest),
             spatial_dims=int(manifest.get("spatial_dims", 3)),
             modality=manifest.get("modality", "CT"),
             spacing_mm=None if spacing is None else tuple(float(s) for s in spacing),
