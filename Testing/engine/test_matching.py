@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from unetseg.engine.manifest import InputSpec
+from unetseg.engine.manifest import InputSpec, input_specs
 from unetseg.engine.matching import (
     Candidate,
     MissingInputError,
@@ -17,34 +17,21 @@ from unetseg.engine.matching import (
 
 # BraTS-style 4-sequence brain model inputs, as in a manifest.
 INPUTS = [
-    {
-        "name": "t1c",
-        "title": "T1 post-contrast",
-        "required": True,
-        "name_patterns": ["*t1c*", "*t1*gd*", "*t1*post*", "*t1ce*"],
-        "series_description_patterns": ["*t1*post*", "*t1*gd*", "*mprage*gd*"],
-    },
-    {
-        "name": "t1",
-        "title": "T1 native",
-        "required": True,
-        "name_patterns": ["*t1*"],
-        "series_description_patterns": ["*t1*"],
-    },
-    {
-        "name": "t2",
-        "title": "T2",
-        "required": True,
-        "name_patterns": ["*t2*"],
-        "series_description_patterns": ["*t2*"],
-    },
-    {
-        "name": "flair",
-        "title": "T2 FLAIR",
-        "required": False,
-        "name_patterns": ["*flair*", "*t2f*"],
-        "series_description_patterns": ["*flair*"],
-    },
+    InputSpec(
+        "t1c",
+        "T1 post-contrast",
+        name_patterns=("*t1c*", "*t1*gd*", "*t1*post*", "*t1ce*"),
+        series_description_patterns=("*t1*post*", "*t1*gd*", "*mprage*gd*"),
+    ),
+    InputSpec("t1", "T1 native", name_patterns=("*t1*",), series_description_patterns=("*t1*",)),
+    InputSpec("t2", "T2", name_patterns=("*t2*",), series_description_patterns=("*t2*",)),
+    InputSpec(
+        "flair",
+        "T2 FLAIR",
+        required=False,
+        name_patterns=("*flair*", "*t2f*"),
+        series_description_patterns=("*flair*",),
+    ),
 ]
 
 
@@ -115,7 +102,7 @@ def test_series_descriptions_decide_for_dicom_like_names():
 
 
 def test_catch_all_pattern_matches_with_lowest_priority():
-    inputs = [{"name": "ct", "name_patterns": ["*"]}, {"name": "mask", "name_patterns": ["*mask*"]}]
+    inputs = [InputSpec("ct", name_patterns=("*",)), InputSpec("mask", name_patterns=("*mask*",))]
 
     result = match_inputs([Candidate("lung_mask"), Candidate("Chest CT 3mm")], inputs)
 
@@ -126,8 +113,8 @@ def test_catch_all_pattern_matches_with_lowest_priority():
 def test_optimal_assignment_beats_greedy():
     # Greedy would give "x_t1c" to t1 (score 3) and leave t1c empty.
     inputs = [
-        {"name": "t1", "name_patterns": ["*t1c*", "*t1*"]},
-        {"name": "t1c", "name_patterns": ["*t1c*"]},
+        InputSpec("t1", name_patterns=("*t1c*", "*t1*")),
+        InputSpec("t1c", name_patterns=("*t1c*",)),
     ]
 
     result = match_inputs([Candidate("x_t1c"), Candidate("x_t1")], inputs)
@@ -180,14 +167,22 @@ def test_missing_required_input_names_title_and_patterns():
     assert result.missing_optional == []
 
 
-def test_input_spec_objects_are_accepted():
-    specs = [
-        InputSpec.from_manifest({**spec, "normalization": {"method": "none"}}) for spec in INPUTS
+def test_manifest_entries_parse_to_the_same_specs():
+    entries = [
+        {
+            "name": spec.name,
+            "title": spec.title,
+            "required": spec.required,
+            "name_patterns": list(spec.name_patterns),
+            "series_description_patterns": list(spec.series_description_patterns),
+            "normalization": {"method": "none"},
+        }
+        for spec in INPUTS
     ]
+    specs = input_specs({"inputs": entries})
 
-    assert (
-        match_score(specs[0], Candidate("T1-Gd")) == match_score(INPUTS[0], Candidate("T1-Gd")) == 5
-    )
+    assert specs == tuple(INPUTS)
+    assert match_score(specs[0], Candidate("T1-Gd")) == 5
 
 
 @pytest.mark.shared_data
@@ -206,7 +201,7 @@ def test_real_brats_met_files(shared_data):
     }
 
 
-CT_INPUT = [{"name": "ct", "title": "Chest CT", "required": True, "name_patterns": ["*ct*"]}]
+CT_INPUT = [InputSpec("ct", "Chest CT", name_patterns=("*ct*",))]
 
 
 def test_a_single_input_model_takes_the_only_volume_whatever_its_name() -> None:

@@ -16,15 +16,16 @@ from pydicom.pixels import apply_modality_lut
 from Testing.case_files import SHARED_DATA, needs_shared
 from Testing.dicom_factory import rotationMatrix, writeDicomSeries
 from unetseg.engine.geometry import Geometry
+from unetseg.engine.manifest import InputSpec
 from unetseg.engine.matching import MissingInputError, match_inputs
 from unetseg.host.dicom_series import discoverSeries, loadSeries
 from unetseg.host.sources import folderSources
 
 BRAIN_INPUTS = [
-    {"name": "t1c", "series_description_patterns": ["*t1*post*", "*t1*gd*"]},
-    {"name": "t1", "name_patterns": ["*t1*"], "series_description_patterns": ["*t1*pre*"]},
-    {"name": "flair", "series_description_patterns": ["*flair*"]},
-    {"name": "t2", "series_description_patterns": ["*t2*"]},
+    InputSpec("t1c", series_description_patterns=("*t1*post*", "*t1*gd*")),
+    InputSpec("t1", name_patterns=("*t1*",), series_description_patterns=("*t1*pre*",)),
+    InputSpec("flair", series_description_patterns=("*flair*",)),
+    InputSpec("t2", series_description_patterns=("*t2*",)),
 ]
 PGBM = SHARED_DATA / "tcia_brain_tumor_progression" / "PGBM-001"
 CT_DICOM = SHARED_DATA / "ct_totalsegmentator" / "example_ct_dicom"
@@ -302,7 +303,7 @@ def _descriptions(result) -> dict[str, str]:
 
 def _byInput(*descriptions: str) -> dict[str, str]:
     """Brain input name -> series description, given in ``BRAIN_INPUTS`` order."""
-    return dict(zip((entry["name"] for entry in BRAIN_INPUTS), descriptions, strict=True))
+    return dict(zip((spec.name for spec in BRAIN_INPUTS), descriptions, strict=True))
 
 
 def test_match_series_by_description_with_override(tmp_path):

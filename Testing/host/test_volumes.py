@@ -10,6 +10,7 @@ import slicer
 import vtk
 
 from unetseg.engine.geometry import Geometry
+from unetseg.engine.manifest import InputSpec
 from unetseg.engine.matching import match_inputs
 from unetseg.host.scene_io import VolumeReadError, loadVolume
 from unetseg.host.volumes import describeVolume, volumeGeometry, volumeToArray
@@ -180,10 +181,10 @@ def test_new_scene_has_logics_and_is_global_without_app(scene):
 
 def test_volume_nodes_match_by_name_file_and_dicom_attribute(make_volume):
     inputs = [
-        {"name": "t1c", "name_patterns": ["*t1c*", "*t1*gd*"]},
-        {"name": "t1", "name_patterns": ["*t1*"]},
-        {"name": "t2", "name_patterns": ["*t2*"]},
-        {"name": "flair", "required": False, "series_description_patterns": ["*flair*"]},
+        InputSpec("t1c", name_patterns=("*t1c*", "*t1*gd*")),
+        InputSpec("t1", name_patterns=("*t1*",)),
+        InputSpec("t2", name_patterns=("*t2*",)),
+        InputSpec("flair", required=False, series_description_patterns=("*flair*",)),
     ]
     zeros = np.zeros((2, 3, 4), np.int16)
     t1c = make_volume(zeros, name="BraTS_001_t1c")

@@ -17,8 +17,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
 PICKLE_REFUSAL = (
     "Pickle-based weights (.pt, .pth, .ckpt, .pkl, .bin, torch.save files) can run arbitrary "
@@ -124,7 +122,11 @@ def load_schema() -> dict[str, Any]:
 
 
 @functools.cache
-def _validator() -> jsonschema.Draft202012Validator:
+def _validator() -> Any:
+    """The schema's validator; jsonschema is imported here, on first validation, so that the
+    specs above load without it (a fresh Slicer, before the first run installs it)."""
+    import jsonschema
+
     return jsonschema.Draft202012Validator(load_schema())
 
 

@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from unetseg.engine.manifest import InputSpec
+
 #: Image file endings of two parts, removed whole by ``image_stem``.
 DOUBLE_SUFFIXES = (".nii.gz", ".seg.nrrd")
 
@@ -76,46 +78,10 @@ def _with_item(candidate: Candidate) -> Candidate:
     return Candidate(candidate.name, candidate.file_name, candidate.series_description, candidate)
 
 
-@dataclass(frozen=True)
-class _Input:
-    """The fields of ``manifest.InputSpec`` that matching reads (that module imports jsonschema,
-    which the Slicer panels must load without)."""
-
-    name: str
-    title: str
-    required: bool
-    name_patterns: tuple[str, ...]
-    series_description_patterns: tuple[str, ...]
-
-
-def _as_input(spec: Any) -> _Input:
-    """Accept a manifest ``inputs`` entry (dict; ``title`` defaults to the name, ``required``
-    to True) or an ``InputSpec``."""
-    if isinstance(spec, _Input):
-        return spec
-
-    def get(key: str, default: Any) -> Any:
-        if isinstance(spec, Mapping):
-            return spec.get(key, default)
-        return getattr(spec, key, default)
-
-    name = get("name", None)
-    if not name:
-        raise ValueError(f"Input spec without a name: {spec!r}")
-    return _Input(
-        name=name,
-        title=get("title", name),
-        required=bool(get("required", True)),
-        name_patterns=tuple(get("name_patterns", ())),
-        series_description_patterns=tuple(get("series_description_patterns", ())),
-    )
-
-
 class MissingInputError(ValueError):
     """Required model inputs have no image. ``inputs`` lists ``(name, title, patterns)``."""
 
-    def __init__(self, missing: Sequence[Any]) -> None:
-        missing = [_as_input(spec) for spec in missing]
+    def __init__(self, missing: Sequence[InputSpec]) -> None:
         self.inputs = [
             (i.name, i.title, i.name_patterns + i.series_description_patterns) for i in missing
         ]
@@ -182,9 +148,9 @@ def _best_score(patterns: Sequence[str], texts: Sequence[str]) -> int:
     )
 
 
-def match_score(spec: Any, candidate: Any) -> int:
+def match_score(spec: InputSpec, candidate: Any) -> int:
     """Score of ``candidate`` (``Candidate`` or path) for one input spec; 0 = no match."""
-    spec, candidate = _as_input(spec), _as_candidate(candidate)
+    candidate = _as_candidate(candidate)
     return max(
         _best_score(spec.name_patterns, [candidate.name, candidate.file_name]),
         _best_score(spec.series_description_patterns, [candidate.series_description]),
@@ -221,7 +187,7 @@ def _is_named(candidate: Candidate, value: str | Path) -> bool:
 
 def match_inputs(
     candidates: Sequence[Any],
-    input_specs: Sequence[Any],
+    input_specs: Sequence[InputSpec],
     overrides: Mapping[str, Any] | None = None,
     raise_on_missing: bool = True,
 ) -> MatchResult:
@@ -229,7 +195,7 @@ def match_inputs(
 
     Args:
         candidates: ``Candidate`` descriptors or file paths.
-        input_specs: manifest ``inputs`` entries (dicts) or ``InputSpec`` objects.
+        input_specs: the model's inputs (``ModelPackage.inputs``).
         overrides: input name -> the user's choice: a candidate's item, a string naming
             exactly one candidate (path, name or file name), another object or ``Path`` (used
             as given), or None to leave the input empty. They take precedence and their
@@ -240,7 +206,7 @@ def match_inputs(
     Returns:
         A ``MatchResult``.
     """
-    inputs = [_as_input(spec) for spec in input_specs]
+    inputs = list(input_specs)
     pool = [_as_candidate(candidate) for candidate in candidates]
     result = MatchResult()
     fixed: set[str] = set()
