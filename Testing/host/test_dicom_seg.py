@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import highdicom as hd
 import numpy as np
 import pydicom
@@ -11,26 +13,22 @@ import SimpleITK as sitk
 from Testing.case_files import METASTASIS_TERMINOLOGY, SHARED_DATA, needs_shared
 from Testing.dicom_factory import rotationMatrix, writeDicomSeries
 from unetseg.engine.geometry import Geometry
-from unetseg.engine.manifest import LabelSpec
+from unetseg.engine.manifest import LabelSpec, label_specs
 from unetseg.host.dicom_seg import readDicomSeg, readDicomSegMasks, writeDicomSeg
 from unetseg.host.dicom_series import discoverSeries, loadSeries
+from unetseg.untrained import lung_ct_manifest
 
 DCMQI = SHARED_DATA / "dicom_seg_dcmqi" / "segmentations"
 PGBM = SHARED_DATA / "tcia_brain_tumor_progression" / "PGBM-001"
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 
 LABELS = [
-    {
-        "value": 1,
-        "name": "Metastasis",
-        "color": [230, 80, 60],
-        "terminology": METASTASIS_TERMINOLOGY,
-    },
-    {
-        "value": 2,
-        "name": "Edema",
-        "color": [40, 200, 90],
-        "terminology": {
+    LabelSpec(1, "Metastasis", (230, 80, 60), METASTASIS_TERMINOLOGY),
+    LabelSpec(
+        2,
+        "Edema",
+        (40, 200, 90),
+        {
             "category": {
                 "scheme": "SCT",
                 "value": "49755003",
@@ -38,7 +36,7 @@ LABELS = [
             },
             "type": {"scheme": "SCT", "value": "79654002", "meaning": "Edema"},
         },
-    },
+    ),
 ]
 
 
@@ -96,13 +94,13 @@ def test_seg_round_trip_checked_with_pydicom(tmp_path, oblique_series):
     assert seg.FrameOfReferenceUID == series.frameOfReferenceUID
 
     for item, spec in zip(seg.SegmentSequence, LABELS, strict=True):
-        assert item.SegmentNumber == spec["value"]
-        assert item.SegmentLabel == spec["name"]
+        assert item.SegmentNumber == spec.value
+        assert item.SegmentLabel == spec.name
         assert item.SegmentAlgorithmType == "AUTOMATIC"
         assert item.SegmentAlgorithmName == "BrainMetSeg"
         algorithm = item.SegmentationAlgorithmIdentificationSequence[0]
         assert algorithm.AlgorithmName == "BrainMetSeg" and algorithm.AlgorithmVersion == "1.2.0"
-        terminology = spec["terminology"]
+        terminology = spec.terminology
         assert _code(item.SegmentedPropertyCategoryCodeSequence[0]) == terminology["category"]
         assert _code(item.SegmentedPropertyTypeCodeSequence[0]) == terminology["type"]
         if "anatomic_region" in terminology:
@@ -110,7 +108,7 @@ def test_seg_round_trip_checked_with_pydicom(tmp_path, oblique_series):
         else:
             assert "AnatomicRegionSequence" not in item
         rgb = hd.color.CIELabColor.from_dicom_value(item.RecommendedDisplayCIELabValue).to_rgb()
-        np.testing.assert_allclose(rgb, spec["color"], atol=1)
+        np.testing.assert_allclose(rgb, spec.color, atol=1)
 
     (referencedSeries,) = seg.ReferencedSeriesSequence
     assert referencedSeries.SeriesInstanceUID == series.seriesInstanceUID
@@ -149,27 +147,33 @@ def test_seg_from_datasets_and_non_contiguous_values(tmp_path, oblique_series):
     labels = np.zeros((6, 10, 12), dtype=np.uint8)
     labels[0, :2, :2] = 3
     labels[5, 5:, 5:] = 7
-    specs = [{"value": 7, "name": "Seven"}, {"value": 3, "name": "Three"}]
+    specs = [LabelSpec(7, "Seven"), LabelSpec(3, "Three")]
     outputPath = writeDicomSeg(labels, specs, datasets, tmp_path / "seg.dcm")
 
     readLabels, readSpecs = readDicomSeg(outputPath, series)
-    assert [(s["value"], s["name"]) for s in readSpecs] == [(1, "Three"), (2, "Seven")]
+    assert [(s.value, s.name) for s in readSpecs] == [(1, "Three"), (2, "Seven")]
     expected = np.zeros_like(labels)
     expected[labels == 3] = 1
     expected[labels == 7] = 2
     np.testing.assert_array_equal(readLabels, expected)
     tissue = {"scheme": "SCT", "value": "85756007", "meaning": "Tissue"}
-    assert readSpecs[0]["terminology"] == {"category": tissue, "type": tissue}
+    assert readSpecs[0].terminology == {"category": tissue, "type": tissue}
 
 
-def test_seg_accepts_manifest_label_specs(tmp_path, oblique_series):
+def test_seg_round_trips_a_model_packages_labels(tmp_path, oblique_series):
     series, _ = oblique_series
     labels = _labelMap()
-    specs = [LabelSpec.from_manifest(entry) for entry in LABELS]
+    specs = label_specs(lung_ct_manifest())  # right and left lung, coded and coloured
     outputPath = writeDicomSeg(labels, specs, series, tmp_path / "seg.dcm")
     readLabels, readSpecs = readDicomSeg(outputPath, series)
     np.testing.assert_array_equal(readLabels, labels)
-    assert readSpecs == LABELS
+    assert readSpecs == [replace(spec, region=None) for spec in specs]
+    # The laterality nests in the property type item, where Slicer and dcmqi read it.
+    sides = [
+        item.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence[0]
+        for item in pydicom.dcmread(outputPath).SegmentSequence
+    ]
+    assert [side.CodeMeaning for side in sides] == ["Right", "Left"]
 
 
 def test_write_rejects_mismatched_input(tmp_path, oblique_series):
@@ -205,13 +209,13 @@ def test_real_dcmqi_seg_matches_its_nrrd_label_maps():
 
     labels, specs = readDicomSeg(DCMQI / "liver.dcm", ct)
     np.testing.assert_array_equal(labels, sitk.GetArrayFromImage(liverNrrd))
-    assert [s["name"] for s in specs] == ["Liver"]
-    assert specs[0]["terminology"]["type"]["meaning"] == "Liver"
+    assert [s.name for s in specs] == ["Liver"]
+    assert specs[0].terminology["type"]["meaning"] == "Liver"
 
     # Five overlapping segments; the NRRDs hold them on three layers, label value = segment.
     masks, specs = readDicomSegMasks(DCMQI / "partial_overlaps.dcm", ct)
     assert masks.shape == (5, 3, 512, 512)
-    assert [s["name"] for s in specs] == ["GREEN", "ORANGE", "PURPLE", "LIGHT_BLUE", "DARK_BLUE"]
+    assert [s.name for s in specs] == ["GREEN", "ORANGE", "PURPLE", "LIGHT_BLUE", "DARK_BLUE"]
     for layer in (1, 2, 3):
         nrrd = sitk.GetArrayFromImage(sitk.ReadImage(DCMQI / f"partial_overlaps-{layer}.nrrd"))
         for value in np.unique(nrrd)[1:]:
@@ -226,7 +230,7 @@ def test_real_dcmqi_seg_matches_its_nrrd_label_maps():
 def test_seg_written_on_real_ct_matches_dcmqi(tmp_path):
     (ct,) = [s for s in discoverSeries(DCMQI / "ct-3slice")]
     liverSpine = sitk.GetArrayFromImage(sitk.ReadImage(DCMQI / "liver_spine_seg.nrrd"))
-    specs = [{"value": 1, "name": "Liver"}, {"value": 2, "name": "Spine"}]
+    specs = [LabelSpec(1, "Liver"), LabelSpec(2, "Spine")]
     outputPath = writeDicomSeg(liverSpine.astype(np.uint8), specs, ct, tmp_path / "seg.dcm")
     labels, _ = readDicomSeg(outputPath, ct)
     np.testing.assert_array_equal(labels, liverSpine)
@@ -264,4 +268,4 @@ def test_empty_segmentation_round_trips(tmp_path, oblique_series):
     outputPath = writeDicomSeg(empty, LABELS, series, tmp_path / "seg.dcm")
     labels, specs = readDicomSeg(outputPath, series)
     np.testing.assert_array_equal(labels, empty)
-    assert [s["name"] for s in specs] == ["Metastasis", "Edema"]
+    assert [s.name for s in specs] == ["Metastasis", "Edema"]

@@ -67,6 +67,10 @@ class InputSpec:
         )
 
 
+#: Colour of a segment that has none (a DICOM SEG without a display colour): Slicer's tissue.
+DEFAULT_LABEL_COLOR = (128, 174, 128)
+
+
 @dataclass(frozen=True)
 class LabelSpec:
     """One output label (segment); ``color`` is 0-255 RGB. ``region``: sigmoid models, the name
@@ -74,8 +78,8 @@ class LabelSpec:
 
     value: int
     name: str
-    color: tuple[int, int, int]
-    terminology: Mapping[str, Mapping[str, str]] | None
+    color: tuple[int, int, int] = DEFAULT_LABEL_COLOR
+    terminology: Mapping[str, Mapping[str, str]] | None = None
     region: str | None = None
 
     @property

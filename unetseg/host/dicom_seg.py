@@ -19,6 +19,7 @@ import pydicom
 from pydicom.sr.codedict import codes
 
 from unetseg.atomic import write_atomically
+from unetseg.engine.manifest import DEFAULT_LABEL_COLOR, LabelSpec
 from unetseg.host.dicom_series import DicomSeries
 
 POSITION_TOLERANCE_MM = 0.01
@@ -46,6 +47,9 @@ EMPTY_WHEN_ABSENT = (
 
 # Used when a label has no terminology: SNOMED CT "Tissue" (Slicer's generic default).
 TISSUE = {"scheme": "SCT", "value": "85756007", "meaning": "Tissue"}
+#: Keywords of the modifier sequences nested in the property type and anatomic region items.
+TYPE_MODIFIER = "SegmentedPropertyTypeModifierCodeSequence"
+REGION_MODIFIER = "AnatomicRegionModifierSequence"
 
 
 def _concept(code: Mapping[str, str]) -> hd.sr.CodedConcept:
@@ -79,27 +83,31 @@ def _sourceDatasets(source: DicomSeries | Sequence[pydicom.Dataset]) -> list[pyd
     return datasets
 
 
-def _field(spec: Any, key: str) -> Any:
-    """``key`` of a manifest label entry (dict) or ``LabelSpec``; None when absent."""
-    return spec.get(key) if isinstance(spec, Mapping) else getattr(spec, key, None)
-
-
 def _segmentDescription(
-    number: int, spec: Any, algorithm: hd.AlgorithmIdentificationSequence
+    number: int, spec: LabelSpec, algorithm: hd.AlgorithmIdentificationSequence
 ) -> hd.seg.SegmentDescription:
-    terminology = _field(spec, "terminology") or {}
+    terminology = spec.terminology or {}
     region = terminology.get("anatomic_region")
-    color = _field(spec, "color")
-    return hd.seg.SegmentDescription(
+    description = hd.seg.SegmentDescription(
         segment_number=number,
-        segment_label=str(_field(spec, "name"))[:64],
+        segment_label=spec.name[:64],
         segmented_property_category=_concept(terminology.get("category", TISSUE)),
         segmented_property_type=_concept(terminology.get("type", TISSUE)),
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algorithm,
         anatomic_regions=[_concept(region)] if region else None,
-        display_color=hd.color.CIELabColor.from_rgb(*color) if color else None,
+        display_color=hd.color.CIELabColor.from_rgb(*spec.color),
     )
+    # highdicom takes no modifiers: they nest in the item they modify (PS3.3 C.8.20.4), as
+    # Slicer and dcmqi write them (e.g. "Lung" + "Right").
+    modifiers = (
+        ("type_modifier", "SegmentedPropertyTypeCodeSequence", TYPE_MODIFIER),
+        ("anatomic_region_modifier", "AnatomicRegionSequence", REGION_MODIFIER),
+    )
+    for key, sequence, keyword in modifiers:
+        if terminology.get(key) and sequence in description:
+            setattr(getattr(description, sequence)[0], keyword, [_concept(terminology[key])])
+    return description
 
 
 def checkSegSource(sourceSeries: DicomSeries | Sequence[pydicom.Dataset]) -> None:
@@ -124,7 +132,7 @@ def _checkReferenceAttributes(
 
 def writeDicomSeg(
     labels: np.ndarray,
-    labelSpecs: Sequence[Mapping[str, Any] | Any],
+    labelSpecs: Sequence[LabelSpec],
     sourceSeries: DicomSeries | Sequence[pydicom.Dataset],
     outputPath: str | Path,
     **options: Any,
@@ -136,7 +144,7 @@ def writeDicomSeg(
 
 def dicomSegBytes(
     labels: np.ndarray,
-    labelSpecs: Sequence[Mapping[str, Any] | Any],
+    labelSpecs: Sequence[LabelSpec],
     sourceSeries: DicomSeries | Sequence[pydicom.Dataset],
     seriesDescription: str = "Segmentation",
     algorithmName: str = "UNetSeg",
@@ -146,8 +154,8 @@ def dicomSegBytes(
     """``labels`` (K, J, I) uint8 as a BINARY DICOM SEG file referencing ``sourceSeries``.
 
     ``labels[k]`` must be the segmentation of source slice k (``sourceSeries.files[k]``, or the
-    k-th dataset when datasets are passed). Each entry of ``labelSpecs`` (manifest dicts or
-    ``LabelSpec``; terminology defaults to SNOMED "Tissue") becomes one segment,
+    k-th dataset when datasets are passed). Each ``LabelSpec`` of ``labelSpecs`` (terminology
+    defaults to SNOMED "Tissue") becomes one segment,
     numbered 1..N in increasing label value (label values 1, 2, ... keep their numbers); frames
     without any voxel of a segment are omitted. Returns the file's bytes (DICOM Part 10).
 
@@ -163,8 +171,8 @@ def dicomSegBytes(
         raise ValueError(f"labels shape {labels.shape} does not match the source grid {expected}")
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be an integer label map, got {labels.dtype}")
-    specs = sorted(labelSpecs, key=lambda spec: int(_field(spec, "value")))
-    values = [int(_field(spec, "value")) for spec in specs]
+    specs = sorted(labelSpecs, key=lambda spec: spec.value)
+    values = [spec.value for spec in specs]
     if not values or len(set(values)) != len(values) or not 1 <= min(values) <= max(values) <= 255:
         raise ValueError(f"label values must be unique and in 1..255, got {values}")
     unknown = sorted(set(np.unique(labels).tolist()) - {0, *values})
@@ -205,22 +213,30 @@ def dicomSegBytes(
     return buffer.getvalue()
 
 
-def _labelSpec(description: hd.seg.SegmentDescription) -> dict[str, Any]:
+def _labelSpec(description: hd.seg.SegmentDescription) -> LabelSpec:
     terminology = {
         "category": _code(description.SegmentedPropertyCategoryCodeSequence[0]),
         "type": _code(description.SegmentedPropertyTypeCodeSequence[0]),
     }
+    propertyType = description.SegmentedPropertyTypeCodeSequence[0]
+    if TYPE_MODIFIER in propertyType:
+        terminology["type_modifier"] = _code(getattr(propertyType, TYPE_MODIFIER)[0])
     if "AnatomicRegionSequence" in description:
-        terminology["anatomic_region"] = _code(description.AnatomicRegionSequence[0])
-    spec: dict[str, Any] = {
-        "value": int(description.SegmentNumber),
-        "name": str(description.SegmentLabel),
-        "terminology": terminology,
-    }
+        region = description.AnatomicRegionSequence[0]
+        terminology["anatomic_region"] = _code(region)
+        if REGION_MODIFIER in region:
+            terminology["anatomic_region_modifier"] = _code(getattr(region, REGION_MODIFIER)[0])
+    color = DEFAULT_LABEL_COLOR
     if "RecommendedDisplayCIELabValue" in description:
         lab = hd.color.CIELabColor.from_dicom_value(description.RecommendedDisplayCIELabValue)
-        spec["color"] = list(lab.to_rgb(clip=True))
-    return spec
+        r, g, b = (int(c) for c in lab.to_rgb(clip=True))
+        color = (r, g, b)
+    return LabelSpec(
+        value=int(description.SegmentNumber),
+        name=str(description.SegmentLabel),
+        color=color,
+        terminology=terminology,
+    )
 
 
 def _checkFramePositions(seg: hd.seg.Segmentation, referenceSeries: DicomSeries) -> None:
@@ -249,12 +265,12 @@ def _checkFramePositions(seg: hd.seg.Segmentation, referenceSeries: DicomSeries)
 
 def readDicomSegMasks(
     path: str | Path, referenceSeries: DicomSeries
-) -> tuple[np.ndarray, list[dict[str, Any]]]:
+) -> tuple[np.ndarray, list[LabelSpec]]:
     """One binary mask per segment, (S, K, J, I) uint8, on the grid of ``referenceSeries``.
 
     The SEG must reference the series' SOP instances, and each frame must lie at the position of
     the slice it references (checked to 0.01 mm); slices it does not cover are empty.
-    The label specs (manifest format) carry the segment numbers as ``value``.
+    The ``LabelSpec``s carry the segment numbers as ``value``.
     """
     seg = hd.seg.segread(path)
     referenced = {uid for _, uid, _ in seg.get_source_image_uids()}
@@ -279,14 +295,14 @@ def readDicomSegMasks(
 
 def readDicomSeg(
     path: str | Path, referenceSeries: DicomSeries
-) -> tuple[np.ndarray, list[dict[str, Any]]]:
+) -> tuple[np.ndarray, list[LabelSpec]]:
     """Label map (K, J, I) uint8 (value = segment number) on the grid of ``referenceSeries``.
 
     Where segments overlap, the higher segment number wins (use ``readDicomSegMasks`` to keep
-    overlaps). Returns the label map and the segments as manifest-format label specs.
+    overlaps). Returns the label map and the segments' ``LabelSpec``s.
     """
     masks, specs = readDicomSegMasks(path, referenceSeries)
     labels = np.zeros(masks.shape[1:], dtype=np.uint8)
     for mask, spec in zip(masks, specs, strict=True):
-        labels[mask > 0] = spec["value"]
+        labels[mask > 0] = spec.value
     return labels, specs

@@ -109,18 +109,19 @@ def dicom_seg_bytes(
     for value, segment_id in enumerate(ids, start=1):
         segment = segmentation.GetSegment(segment_id)
         known = by_id.get(segment_id)
+        r, g, b = (round(255 * c) for c in segment.GetColor())
         specs.append(
-            {
-                "value": value,
-                "name": segment.GetName(),
-                "color": [round(255 * c) for c in segment.GetColor()],
-                "terminology": dict(known.terminology) if known and known.terminology else None,
-            }
+            LabelSpec(
+                value=value,
+                name=segment.GetName(),
+                color=(r, g, b),
+                terminology=known.terminology if known else None,
+            )
         )
     labels = labels_from_segmentation(segmentation_node, reference_volume, ids)
     return dicomSegBytes(
         labels,
-        [{k: v for k, v in spec.items() if v is not None} for spec in specs],
+        specs,
         series,
         seriesDescription=segmentation_node.GetName(),
     )
