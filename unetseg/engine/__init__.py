@@ -9,7 +9,7 @@ and torch-free until a torch-backed name is touched):
 - geometry and preprocessing: ``Geometry``, ``prepare_inputs``, ``PreparationSpec``,
   ``PreparedCase``, ``reorient_to_canonical``, ``resample_to_spacing``,
   ``resample_to_geometry``, ``normalize``, ``crop_to_foreground``, ``body_mask``
-- inference: ``sliding_window_inference``, ``CancelToken``, ``InferenceCancelled``,
+- inference: ``sliding_window_inference``, ``WindowSpec``, ``CancelToken``, ``InferenceCancelled``,
   ``select_device``, ``SegmentOptions``, ``Segmenter``, ``CaseSegmentation``,
   ``SegmentationError``
 - model packages: ``ModelPackage``, ``ModelPackageError``, ``load_model_package``,
@@ -48,6 +48,7 @@ _EXPORTS = {
         "resample_to_spacing",
     ),
     "unetseg.engine.inference": ("CancelToken", "InferenceCancelled", "sliding_window_inference"),
+    "unetseg.engine.inference.window_spec": ("WindowSpec",),
     "unetseg.engine.device": ("select_device",),
     "unetseg.engine.options": ("SegmentOptions",),
     "unetseg.engine.predict": ("CaseSegmentation", "SegmentationError", "Segmenter"),
