@@ -323,3 +323,16 @@ def test_single_slice_volume_goes_through_the_2d_model(scene, tmp_path):
     assert result.statistics["segments"][0]["area_mm2"] == pytest.approx(
         (labels == 1).sum() * 0.8 * 1.2
     )
+
+
+def test_runs_that_differ_only_in_window_options_share_the_loaded_network(scene, brain_model):
+    logic = SegmentationLogic(scene)
+    first = logic.segmenter(brain_model, TORCH_CPU)
+    again = logic.segmenter(brain_model, TORCH_CPU)
+    other = logic.segmenter(brain_model, TORCH_CPU.with_changes(overlap=0.1, uncertainty=True))
+    reduced = logic.segmenter(brain_model, TORCH_CPU.with_changes(precision="reduced"))
+
+    assert again is first
+    assert other is not first and other.runner is first.runner
+    assert other.window.overlap == 0.1 and other.options.mirroring
+    assert reduced.runner is not first.runner

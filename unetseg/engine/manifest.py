@@ -67,6 +67,8 @@ class InputSpec:
         )
 
 
+#: Sigmoid probability threshold when the manifest's ``output`` gives none.
+DEFAULT_THRESHOLD = 0.5
 #: Colour of a segment that has none (a DICOM SEG without a display colour): Slicer's tissue.
 DEFAULT_LABEL_COLOR = (128, 174, 128)
 

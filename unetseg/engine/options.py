@@ -84,6 +84,20 @@ class SegmentOptions:
         """A copy with `changes` applied (checked like a new instance)."""
         return replace(self, **changes)
 
+    @property
+    def runner_options(self) -> SegmentOptions:
+        """These options reduced to those that decide the loaded network (device, backend,
+        precision, fast, window batch), the rest at their defaults: a key under which a
+        loaded runner can serve runs that differ only in overlap, mirroring, uncertainty or
+        background skipping."""
+        return SegmentOptions(
+            device=self.device,
+            backend=self.backend,
+            precision=self.precision,
+            fast=self.fast,
+            window_batch=self.window_batch,
+        )
+
     def as_dict(self) -> dict[str, Any]:
         """Plain values by field name (JSON-serialisable), for summaries and logs."""
         return {field.name: getattr(self, field.name) for field in fields(self)}

@@ -11,6 +11,7 @@ only when a network is loaded or saved, so packages can be listed before torch i
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from unetseg.atomic import atomic_folder
 from unetseg.engine.manifest import (
+    DEFAULT_THRESHOLD,
     PICKLE_REFUSAL,
     PICKLE_SUFFIXES,
     InputSpec,
@@ -53,7 +55,8 @@ WEIGHTS_FILE = "weights.safetensors"
 @dataclass(frozen=True)
 class ModelPackage:
     """A validated model package. ``path`` is the folder; ``manifest`` the parsed
-    ``model.json`` (treat as read-only). Sizes are in (x, y, z) = (I, J, K) order."""
+    ``model.json`` (treat as read-only: the typed views are parsed from it once, on first
+    use). Sizes are in (x, y, z) = (I, J, K) order."""
 
     path: Path
     manifest: dict[str, Any]
@@ -104,11 +107,11 @@ class ModelPackage:
     def spatial_dims(self) -> int:
         return self.manifest["spatial_dims"]
 
-    @property
+    @functools.cached_property
     def inputs(self) -> tuple[InputSpec, ...]:
         return input_specs(self.manifest)
 
-    @property
+    @functools.cached_property
     def labels(self) -> tuple[LabelSpec, ...]:
         return label_specs(self.manifest)
 
@@ -124,7 +127,7 @@ class ModelPackage:
         x, y, z = self.manifest["patch_size"]
         return (int(x), int(y), int(z))
 
-    @property
+    @functools.cached_property
     def window(self) -> WindowSpec:
         """How the model runs window by window (window, overlap, activation, threshold)."""
         from unetseg.engine.inference.window_spec import WindowSpec
@@ -145,7 +148,7 @@ class ModelPackage:
         """Sigmoid probability threshold (default 0.5); ``None`` for softmax models."""
         if self.activation == "softmax":
             return None
-        return float(self.manifest["output"].get("threshold", 0.5))
+        return float(self.manifest["output"].get("threshold", DEFAULT_THRESHOLD))
 
     @property
     def in_channels(self) -> int:
@@ -176,14 +179,14 @@ class ModelPackage:
                 return dict(entry)
         return None
 
-    @property
+    @functools.cached_property
     def preparation(self) -> PreparationSpec:
         """What preparing a case for this model needs (``prepare_inputs``)."""
         from unetseg.engine.preprocessing.spec import PreparationSpec
 
         return PreparationSpec.from_manifest(self.manifest)
 
-    @property
+    @functools.cached_property
     def postprocessing(self) -> Postprocessing:
         """The label-map clean-up applied on the input grid."""
         from unetseg.engine.postprocessing import Postprocessing

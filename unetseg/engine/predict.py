@@ -27,7 +27,7 @@ from unetseg.engine.backends import Runner, load_runner
 from unetseg.engine.device import describe_device
 from unetseg.engine.geometry import Geometry
 from unetseg.engine.inference import CancelToken
-from unetseg.engine.inference.finalize import finalise_labels_
+from unetseg.engine.inference.finalize import activate, finalise_labels_
 from unetseg.engine.inference.uncertainty import with_uncertainty
 from unetseg.engine.inference.window_spec import WindowSpec
 from unetseg.engine.options import SegmentOptions
@@ -82,17 +82,26 @@ class Segmenter:
     Args:
         package: the model package.
         options: how to run it (device, backend, precision, overlap, ...); checked already.
+        runner: the package's network already loaded for ``options.runner_options`` (kept
+            by a caller across runs that differ only in overlap, mirroring, ...); loaded
+            here when None.
 
     Raises:
         RuntimeError: the device or backend asked for is not available here.
     """
 
-    def __init__(self, package: ModelPackage, options: SegmentOptions | None = None) -> None:
+    def __init__(
+        self,
+        package: ModelPackage,
+        options: SegmentOptions | None = None,
+        runner: Runner | None = None,
+    ) -> None:
         self.package = package
         self.options = options if options is not None else SegmentOptions()
         #: The model's window and output, with this run's overlap.
         self.window: WindowSpec = package.window.with_overlap(self.options.overlap)
-        self.runner: Runner = load_runner(package, self.options)
+        self.runner: Runner = runner or load_runner(package, self.options)
+        self._cpu_runner: Runner | None = None
 
     def segment(
         self,
@@ -154,9 +163,7 @@ class Segmenter:
         if self.options.uncertainty:  # drop the uncertainty channel
             logits = logits[:-1]
         blended = torch.from_numpy(np.ascontiguousarray(logits))
-        if self.package.activation == "softmax":
-            return torch.softmax(blended, 0).numpy()
-        return torch.sigmoid(blended).numpy()
+        return activate(blended, self.window.activation, dim=0).numpy()
 
     def _body(self, case: PreparedCase) -> np.ndarray | None:
         """The body mask on the input grid where the manifest's postprocessing uses it."""
@@ -213,10 +220,19 @@ class Segmenter:
                 raise SegmentationError(_OUT_OF_MEMORY) from None
             logger.warning("GPU out of memory: running this case on the CPU instead")
             torch.cuda.empty_cache()
-            labels = run(load_runner(self.package, self.options.with_changes(device="cpu")))
+            labels = run(self._cpu_fallback())
         except MemoryError:
             raise SegmentationError(_OUT_OF_MEMORY) from None
         return labels[0].cpu().numpy()
+
+    def _cpu_fallback(self) -> Runner:
+        """The network with torch on the CPU, for cases the GPU has no memory for: loaded
+        once, and the same backend (float32 where the GPU used float16) rather than an
+        OpenVINO export in the middle of a run."""
+        if self._cpu_runner is None:
+            options = self.options.with_changes(device="cpu", backend="torch")
+            self._cpu_runner = load_runner(self.package, options)
+        return self._cpu_runner
 
     def _run(
         self,

@@ -54,8 +54,9 @@ def case_memory_bytes(grid_shape: Sequence[int], model: PreparationSpec) -> int:
 
 def check_window_memory(model: PreparationSpec, window_batch: int = 1) -> None:
     """Raise ``MemoryLimitError`` when ``window_batch`` windows of the model's ``patch_size``
-    (their input and two first-level feature maps) exceed the memory available: checked
-    before a network is compiled for that window shape."""
+    exceed the memory available: their input channels and first-level feature maps, each
+    counted twice (a layer's input and output are alive together). Checked before a network
+    is compiled for that window shape."""
     window = math.prod(model.patch_size or (0,))
     channels = len(model.inputs) + model.first_filters
     needed = window_batch * window * channels * _WINDOW_FEATURE_MAPS * _FLOAT_BYTES

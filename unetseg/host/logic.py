@@ -170,14 +170,21 @@ class SegmentationLogic:
     def __init__(self, scene) -> None:
         self.scene = scene
         self._segmenters: dict[tuple[str, str, SegmentOptions], Segmenter] = {}
+        #: Loaded networks by model and ``SegmentOptions.runner_options``.
+        self._runners: dict[tuple[str, str, SegmentOptions], Any] = {}
         self._segmentersLock = threading.Lock()
 
     def segmenter(self, model: ModelPackage, options: SegmentOptions) -> Segmenter:
-        """The network of ``model`` loaded for ``options`` (kept for the next run)."""
+        """``model`` set up for ``options``; its loaded network is kept for the next run with
+        the same device, backend, precision, fast and window batch (a new overlap or
+        uncertainty setting does not load it again)."""
         key = (str(model.path), model.weights_sha256, options)
+        runnerKey = (*key[:2], options.runner_options)
         with self._segmentersLock:
             if key not in self._segmenters:
-                self._segmenters[key] = Segmenter(model, options)
+                segmenter = Segmenter(model, options, self._runners.get(runnerKey))
+                self._runners.setdefault(runnerKey, segmenter.runner)
+                self._segmenters[key] = segmenter
             return self._segmenters[key]
 
     def run(

@@ -61,7 +61,6 @@ class OpenVinoRunner:
 
     def __init__(self, package: ModelPackage, window_batch: int, reduced: bool) -> None:
         self.window_batch = window_batch
-        self._shape = window_shape(package, window_batch)
         core = shared_core()
         config: dict[str, Any] = {
             "PERFORMANCE_HINT": "LATENCY",

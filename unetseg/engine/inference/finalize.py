@@ -17,6 +17,12 @@ ACTIVATIONS = ("softmax", "sigmoid", None)
 _FILLABLE = (torch.uint8, torch.int16, torch.int32, torch.int64)
 
 
+def activate(logits: torch.Tensor, activation: str, dim: int = 1) -> torch.Tensor:
+    """Probabilities from logits: softmax over the channel axis `dim`, or sigmoid per channel
+    (a new tensor)."""
+    return torch.softmax(logits, dim) if activation == "softmax" else torch.sigmoid(logits)
+
+
 def normalise_(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor | None:
     """Divide `values` by `weights` in place; return the uncovered mask, or None if empty.
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from .finalize import activate
 from .mirroring import flip_combinations
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
@@ -44,7 +45,7 @@ def with_uncertainty(
             logits = predictor(torch.flip(x, flip) if flip else x).to(torch.float32)
             if flip:
                 logits = torch.flip(logits, flip)
-            probabilities = _activate(logits, activation)
+            probabilities = activate(logits, activation)
             if logits_sum is None:
                 logits_sum, probability_sum = logits.clone(), probabilities
             else:
@@ -66,7 +67,3 @@ def normalised_entropy(probabilities: torch.Tensor, activation: str) -> torch.Te
         return -(p * p.log()).sum(1) / math.log(max(channels, 2))
     q = (1.0 - probabilities).clamp(1e-7, 1.0)
     return (-(p * p.log()) - q * q.log()).mean(1) / math.log(2.0)
-
-
-def _activate(logits: torch.Tensor, activation: str) -> torch.Tensor:
-    return torch.softmax(logits, 1) if activation == "softmax" else torch.sigmoid(logits)

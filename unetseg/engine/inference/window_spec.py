@@ -11,10 +11,9 @@ from typing import Any
 
 import torch
 
-from .sliding_window import sliding_window_inference
+from unetseg.engine.manifest import DEFAULT_THRESHOLD
 
-#: Sigmoid probability threshold when the manifest gives none.
-DEFAULT_THRESHOLD = 0.5
+from .sliding_window import sliding_window_inference
 
 
 @dataclass(frozen=True)

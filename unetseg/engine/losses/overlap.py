@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import torch
 
-from .terms import Activation, Float32Loss, OverlapTerms, overlap_terms, soft_dice_loss
+from unetseg.engine.inference.finalize import activate
+
+from .terms import (
+    Activation,
+    Float32Loss,
+    OverlapTerms,
+    _checked_mask,
+    overlap_terms,
+    soft_dice_loss,
+)
 
 
 class _OverlapLoss(Float32Loss):
@@ -129,11 +138,8 @@ class SoftDiceLoss(Float32Loss):
     def _loss(
         self, logits: torch.Tensor, dense: torch.Tensor, mask: torch.Tensor | None
     ) -> torch.Tensor:
-        if self.activation == "softmax":
-            probs = torch.softmax(logits, dim=1)
-        else:
-            probs = torch.sigmoid(logits)
+        probs = activate(logits, self.activation)
         if mask is not None:
-            known = mask.to(probs.dtype)
+            known = _checked_mask(mask, logits)
             probs, dense = probs * known, dense * known
         return soft_dice_loss(probs, dense, axes=tuple(range(2, logits.ndim)))

@@ -10,6 +10,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from unetseg.engine.inference.finalize import activate
+
 Activation = Literal["softmax", "sigmoid"]
 
 
@@ -68,10 +70,6 @@ def to_dense_target(
     return target.to(torch.float32)
 
 
-def _probabilities(logits: torch.Tensor, activation: Activation) -> torch.Tensor:
-    return torch.softmax(logits, dim=1) if activation == "softmax" else torch.sigmoid(logits)
-
-
 def _reduce_axes(ndim: int, batch: bool) -> tuple[int, ...]:
     """Spatial axes of an ``(N, C, *spatial)`` tensor, plus the batch axis when ``batch``."""
     return ((0,) if batch else ()) + tuple(range(2, ndim))
@@ -119,7 +117,7 @@ def overlap_terms(
 ) -> OverlapTerms:
     """The ``OverlapTerms`` of float32 ``logits`` against their dense target (shapes as in the
     module docstring); Dice and Tversky losses share it."""
-    probs = _probabilities(logits, activation)
+    probs = activate(logits, activation)
     axes = _reduce_axes(probs.ndim, batch_dice)
     present = None
     if mask is not None:
