@@ -71,7 +71,6 @@ def child(spec: dict) -> dict:
 
     from Training.data.volumes import read_image
     from unetseg.engine.backends import load_runner
-    from unetseg.engine.inference import sliding_window_inference
     from unetseg.engine.options import SegmentOptions
     from unetseg.engine.preprocessing.pipeline import prepare_inputs
     from unetseg.engine.registry import resolve_model
@@ -100,14 +99,12 @@ def child(spec: dict) -> dict:
     with torch.inference_mode():
         if fields is None:
             logits = monai_swi(image, roi, 1, predictor, package.overlap, "gaussian")[0]
-            labels = _labels(logits, package.activation, package.threshold or 0.5)
+            labels = _labels(logits, package.window.activation, package.window.threshold)
         else:
             mask = torch.from_numpy(case.foreground_mask)
-            labels = sliding_window_inference(
-                image, roi, predictor, overlap=package.overlap, mode="gaussian",
-                sw_batch_size=batch, foreground_mask=mask, crop_to_foreground=options.fast,
-                output="labels", activation=package.activation,
-                threshold=package.threshold or 0.5, amp="off",
+            labels = package.window.infer(
+                image, predictor, sw_batch_size=batch, foreground_mask=mask,
+                crop_to_foreground=options.fast, amp="off",
             )[0].numpy()  # fmt: skip
     seconds = time.perf_counter() - started
     np.save(spec["labels"], labels)

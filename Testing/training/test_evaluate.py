@@ -25,7 +25,7 @@ from Training.evaluation import detect_layout, model_inputs, reference_labels, r
 from Training.evaluation.overlay import OVERLAY_SIZE
 from Training.synth import write_dataset
 from unetseg.engine.lesions import aggregate_lesion_detection, lesion_detection
-from unetseg.engine.manifest import InputSpec
+from unetseg.engine.manifest import input_specs
 from unetseg.engine.metrics import binary_metrics, compute_metrics
 from unetseg.untrained import (
     brain_mri_manifest,
@@ -46,10 +46,6 @@ def small(manifest: dict, spacing: float, patch: int = 16) -> dict:
     manifest["spacing_mm"] = [spacing] * 3
     manifest["patch_size"] = [patch] * 3
     return manifest
-
-
-def inputs_of(manifest: dict) -> tuple[InputSpec, ...]:
-    return tuple(InputSpec.from_manifest(entry) for entry in manifest["inputs"])
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +195,7 @@ def test_layout_detection(tmp_path):
         "image_mask_pairs": ("lung-cxr", "pairs", 32),
         "ovarian": ("ovarian-ct", "ovarian", 24),
     }
-    inputs = inputs_of(brain_mri_manifest())
+    inputs = input_specs(brain_mri_manifest())
     for reader, (task, layout, size) in layouts.items():
         write_dataset(task, tmp_path / reader, 2, seed=1, size=size, layout=layout)
         assert detect_layout(tmp_path / reader, inputs).reader == reader
@@ -228,7 +224,7 @@ def test_parts_follow_the_training_split(lung, tmp_path):
     }
     config = tmp_path / "train.yaml"
     config.write_text(yaml.safe_dump(raw))
-    inputs = inputs_of(lung_ct_manifest())
+    inputs = input_specs(lung_ct_manifest())
     parts = {
         part: [
             r.case_id for r in resolve_data(config, inputs, part=part, work_dir=tmp_path).records

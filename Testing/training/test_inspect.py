@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from Testing.case_files import shared_path
 from Training.cli import main
 from Training.inspect.sampling import case_rng, foreground_mask, sample_case, share
 from Training.inspect.statistics import CaseSummary, flag_outliers, weighted_histograms
@@ -23,8 +24,6 @@ from Training.synth import write_dataset
 
 pytest.importorskip("matplotlib")
 
-ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "data"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FAST = ["--embedding-points", "150", "--examples", "2", "--voxels-per-case", "3000"]
 
@@ -249,11 +248,9 @@ def test_orientation_and_foreground_modes():
         foreground_mask([image], None, "skin")
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data (real images) is not present")
+@pytest.mark.shared_data
 def test_real_brats_2015(tmp_path):
-    data = SHARED / "brats2015"
-    if not data.is_dir():
-        pytest.skip("../shared/data/brats2015 is not present")
+    data = shared_path("brats2015")
     out = tmp_path / "out"
     args = ["inspect", "--data", str(data), "--out", str(out), "--examples", "1"]
     assert main([*args, "--voxels-per-case", "2000", "--embedding-points", "200"]) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,3 +50,9 @@ class CaseRecord:
     @property
     def input_names(self) -> tuple[str, ...]:
         return tuple(self.image_paths)
+
+
+def file_stem(case_id: str) -> str:
+    """``case_id`` made safe for a file name (characters other than word, ``.``, ``-`` become
+    ``_``), for the files written per case."""
+    return re.sub(r"[^\w.-]+", "_", case_id)

@@ -12,7 +12,7 @@ what that costs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ from Training.data import load_case
 from Training.evaluation.datasets import EvaluationData, model_inputs, reference_labels
 from Training.loop.cases import known_regions
 from Training.loop.scoring import labelled_metrics
+from unetseg.engine.geometry import Geometry
 from unetseg.engine.predict import Segmenter
 
 logger = logging.getLogger(__name__)
@@ -36,57 +37,105 @@ def ablation_variants(input_names: Sequence[str], optional: Sequence[str]) -> li
     return variants
 
 
+class InputAblation:
+    """The ablation accumulated case by case (the evaluation runner feeds it the cases it has
+    already loaded, segmented with every input and scored)."""
+
+    def __init__(self, segmenter: Segmenter) -> None:
+        package = segmenter.package
+        self.segmenter = segmenter
+        self.nested = package.activation == "sigmoid"
+        self.names = [spec.name for spec in package.inputs]
+        optional = [spec.name for spec in package.inputs if not spec.required]
+        self.variants = ablation_variants(self.names, optional)
+        self.regions = {str(label.value): label.region_name for label in package.labels}
+        self.scores: dict[str, list[dict[str, float]]] = {"full": []}
+        self.cases: list[str] = []
+
+    def add_case(
+        self,
+        case_id: str,
+        arrays: Sequence[np.ndarray | None],
+        geometry: Geometry,
+        reference: np.ndarray,
+        known: np.ndarray | None,
+        evaluated: Sequence[bool] | None,
+        full: Mapping[str, Mapping[str, float]] | None = None,
+    ) -> None:
+        """Segment a case again without each variant's inputs; a case lacking an input, or a
+        model without optional inputs, adds nothing.
+
+        Args:
+            arrays: the model inputs (``model_inputs``) of the case.
+            reference, known, evaluated: what ``labelled_metrics`` scores it with, ``(K, J, I)``.
+            full: its metrics with every input (``labelled_metrics`` form) when it was segmented
+                and scored already; None: segment it with every input here.
+        """
+        if not self.variants or any(array is None for array in arrays):
+            return  # only complete cases show what leaving an input out costs
+        self.cases.append(case_id)
+        runs = [("+".join(left_out), left_out) for left_out in self.variants]
+        if full is None:
+            runs.insert(0, ("full", []))
+        else:
+            self.scores["full"].append(self._dice(full))
+        for key, left_out in runs:
+            kept = [
+                None if name in left_out else a for name, a in zip(self.names, arrays, strict=True)
+            ]
+            result = self.segmenter.segment(kept, [None if a is None else geometry for a in kept])
+            prediction = np.asarray(result.labels, np.uint8).reshape(geometry.shape)
+            metrics = labelled_metrics(
+                prediction, reference, [int(v) for v in self.regions], geometry.spacing,
+                nested=self.nested, distances=False, known=known, evaluated=evaluated,
+            )  # fmt: skip
+            self.scores.setdefault(key, []).append(self._dice(metrics))
+        logger.info("input ablation: %s done", case_id)
+
+    def result(self) -> dict[str, Any] | None:
+        """``{"cases": [case ids], "full": {region: dice}, "without": {"t1+t2": {"dice":
+        {region: dice}, "change": {region: dice - full}}, ...}}``, or None when the model has
+        no optional input or no case had every input."""
+        if not self.cases:
+            return None
+        full = _mean(self.scores["full"])
+        without = {}
+        for key, runs in self.scores.items():
+            if key == "full":
+                continue
+            dice = _mean(runs)
+            change = {region: dice[region] - full[region] for region in dice if region in full}
+            without[key] = {"dice": dice, "change": change}
+        return {"cases": self.cases, "full": full, "without": without}
+
+    def _dice(self, metrics: Mapping[str, Mapping[str, float]] | None) -> dict[str, float]:
+        return {self.regions[k]: v["dice"] for k, v in (metrics or {}).items() if k in self.regions}
+
+
 def input_ablation(segmenter: Segmenter, data: EvaluationData) -> dict[str, Any] | None:
-    """Mean Dice per region with all inputs and with optional inputs left out.
+    """Mean Dice per region with all inputs and with optional inputs left out, over the cases
+    of ``data`` (each loaded and segmented here; ``evaluate`` feeds ``InputAblation`` the cases
+    it segments instead).
 
     Returns:
-        ``{"cases": [case ids], "full": {region: dice}, "without": {"t1+t2": {"dice":
-        {region: dice}, "change": {region: dice - full}}, ...}}``, or None when the model has
-        no optional input or no case has every input.
+        ``InputAblation.result()``.
     """
-    package = segmenter.package
-    names = [spec.name for spec in package.inputs]
-    optional = [spec.name for spec in package.inputs if not spec.required]
-    variants = ablation_variants(names, optional)
-    if not variants:
+    ablation = InputAblation(segmenter)
+    if not ablation.variants:
         return None
-    regions = {str(label.value): label.region_name for label in package.labels}
-    scores: dict[str, list[dict[str, float]]] = {"full": []}
-    cases = []
+    package = segmenter.package
     for record in data.records:
         images, label, geometry = load_case(record)
         source = data.data.source(record.source)
         arrays = model_inputs(images, record, source, package.inputs)
         if any(array is None for array in arrays):
-            continue  # only complete cases show what leaving an input out costs
-        cases.append(record.case_id)
+            continue
         reference = reference_labels(label, source, package, record.case_id)
         reference = reference.reshape(geometry.shape)
         known = known_regions(label.reshape(geometry.shape), source)
-        for key, left_out in [("full", []), *(("+".join(v), v) for v in variants)]:
-            kept = [None if name in left_out else a for name, a in zip(names, arrays, strict=True)]
-            result = segmenter.segment(kept, [None if a is None else geometry for a in kept])
-            prediction = np.asarray(result.labels, np.uint8).reshape(geometry.shape)
-            metrics = labelled_metrics(
-                prediction, reference, [int(v) for v in regions], geometry.spacing,
-                nested=package.activation == "sigmoid", distances=False, known=known,
-                evaluated=source.evaluated_regions() if package.activation == "sigmoid" else None,
-            )  # fmt: skip
-            scores.setdefault(key, []).append(
-                {regions[k]: v["dice"] for k, v in (metrics or {}).items() if k in regions}
-            )
-        logger.info("input ablation: %s done", record.case_id)
-    if not cases:
-        return None
-    full = _mean(scores["full"])
-    without = {}
-    for key, runs in scores.items():
-        if key == "full":
-            continue
-        dice = _mean(runs)
-        change = {region: dice[region] - full[region] for region in dice if region in full}
-        without[key] = {"dice": dice, "change": change}
-    return {"cases": cases, "full": full, "without": without}
+        evaluated = source.evaluated_regions() if ablation.nested else None
+        ablation.add_case(record.case_id, arrays, geometry, reference, known, evaluated)
+    return ablation.result()
 
 
 def _mean(runs: list[dict[str, float]]) -> dict[str, float]:

@@ -32,7 +32,6 @@ import csv
 import io
 import json
 import logging
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +41,8 @@ from typing import Any
 import numpy as np
 
 from Training.data import CaseRecord, DatasetError, load_case
-from Training.evaluation.ablation import input_ablation
+from Training.data.records import file_stem
+from Training.evaluation.ablation import InputAblation
 from Training.evaluation.calibration import Calibration, case_calibration, plot_reliability
 from Training.evaluation.datasets import EvaluationData, model_inputs, reference_labels
 from Training.evaluation.overlay import OverlayView, overlay_view, render_overlay
@@ -154,10 +154,13 @@ def evaluate(
     extremes = _Extremes(overlays)
     labelled = [(label.value, label.region_name) for label in package.labels]
     calibrated = Calibration(labelled, package.activation) if calibration else None
+    ablation = InputAblation(segmenter) if ablate_inputs else None
     cases: list[dict[str, Any]] = []
     started = time.perf_counter()
     for order, record in enumerate(data.records):
-        entry, overlay_arrays = _evaluate_case(segmenter, record, data, out, distances, calibrated)
+        entry, overlay_arrays = _evaluate_case(
+            segmenter, record, data, out, distances, calibrated, ablation
+        )
         cases.append(entry)
         dice = entry["metrics"]["mean"]["dice"]
         if extremes.wants(dice):
@@ -222,8 +225,8 @@ def evaluate(
         result_json["calibration"] = calibrated.result()
         plot = plot_reliability(result_json["calibration"], out / "calibration.png", package.title)
         result_json["calibration"]["plot"] = None if plot is None else plot.name
-    if ablate_inputs:
-        result_json["input_ablation"] = input_ablation(segmenter, data)
+    if ablation is not None:
+        result_json["input_ablation"] = ablation.result()
     _write_tables(out, result_json)
     write_atomically(
         out / "metrics.json", json.dumps(result_json, indent=1, allow_nan=False).encode()
@@ -239,9 +242,11 @@ def _evaluate_case(
     out: Path,
     distances: bool,
     calibrated: Calibration | None = None,
+    ablation: InputAblation | None = None,
 ) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray, np.ndarray, Geometry]]:
-    """Segment and score one case; saves its prediction. Returns its ``metrics.json`` entry and
-    what its overlay needs (first present input, reference, prediction, geometry)."""
+    """Segment and score one case; saves its prediction, and adds it to ``calibrated`` and
+    ``ablation``. Returns its ``metrics.json`` entry and what its overlay needs (first present
+    input, reference, prediction, geometry)."""
     begin = time.perf_counter()
     package = segmenter.package
     images, label, geometry = load_case(record)
@@ -257,7 +262,7 @@ def _evaluate_case(
     prediction = np.asarray(result.labels, dtype=np.uint8).reshape(geometry.shape)
     if calibrated is not None:
         case_calibration(calibrated, segmenter, arrays, geometry, label, source, record.case_id)
-    file_name = f"{_safe(record.case_id)}.nii.gz"
+    file_name = f"{file_stem(record.case_id)}.nii.gz"
     save_nifti(out / "predictions" / file_name, prediction, geometry, np.uint8)
     spacing = [float(s) for s in geometry.spacing]
     flat = geometry.shape[0] == 1  # a 2D case is scored in 2D (pixels, mm²)
@@ -282,12 +287,10 @@ def _evaluate_case(
             pred_eval, ref_eval, values, spacing, **scoring
         )
     entry["seconds"] = round(time.perf_counter() - begin, 3)
+    if ablation is not None:  # reuses this case and its full-input scores
+        ablation.add_case(record.case_id, arrays, geometry, reference, known, evaluated, metrics)
     first_input = next(a for a in arrays if a is not None)
     return entry, (first_input, reference, prediction, geometry)
-
-
-def _safe(case_id: str) -> str:
-    return re.sub(r"[^\w.-]+", "_", case_id)
 
 
 def _by_source(cases: Sequence[Mapping[str, Any]], lesions: bool) -> dict[str, Any]:
@@ -384,7 +387,7 @@ def _write_overlay(
     colours: Sequence[tuple[int, Sequence[int]]],
     nested: bool,
 ) -> dict[str, Any]:
-    path = out / "overlays" / f"{kind}_{rank}_{_safe(case_id)}.png"
+    path = out / "overlays" / f"{kind}_{rank}_{file_stem(case_id)}.png"
     caption = f"{case_id}: mean Dice {score:.3f}"
     with atomic_path(path) as temporary:
         render_overlay(view, colours, nested=nested, caption=caption).save(temporary)

@@ -14,7 +14,6 @@ import csv
 import io
 import json
 import logging
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from Training.data import load_case, remap_labels
+from Training.data.records import file_stem
 from Training.evaluation.datasets import EvaluationData
 from Training.inspect import figures
 from Training.inspect.embedding import DEFAULT_POINTS, embed
@@ -111,7 +111,7 @@ def inspect_dataset(
         pooled["weights"].append(sample.weights)
         pooled_case.append(np.full(len(sample), position, dtype=np.int32))
         if position in shown:
-            file = f"figures/example_{len(example_files) + 1}_{_safe(record.case_id)}.png"
+            file = f"figures/example_{len(example_files) + 1}_{file_stem(record.case_id)}.png"
             names = _names(seen_labels | set(summary.label_voxels), label_names)
             figures.example(out / file, images, label, geometry, names, record.case_id)
             example_files.append({"case_id": record.case_id, "file": file})
@@ -266,10 +266,6 @@ def _pad(block: np.ndarray, width: int) -> np.ndarray:
 
 def _relative(path: Path, out: Path) -> str:
     return path.relative_to(out).as_posix()
-
-
-def _safe(case_id: str) -> str:
-    return re.sub(r"[^\w.-]+", "_", case_id)
 
 
 def _write_csv(path: Path, summaries: list[CaseSummary], sequences: list[str]) -> None:

@@ -48,7 +48,6 @@ class CaseSample:
         strata: (n,) int16 label value of each voxel (0: unlabelled voxel of the mask).
         weights: (n,) float64 mask voxels each sampled voxel stands for (sums to the mask size).
         index: (n,) int64 flat index of each voxel in the case array.
-        mask_voxels: voxels in the mask.
     """
 
     values: np.ndarray
@@ -56,7 +55,6 @@ class CaseSample:
     strata: np.ndarray
     weights: np.ndarray
     index: np.ndarray
-    mask_voxels: int
 
     def __len__(self) -> int:
         return int(self.strata.size)
@@ -170,7 +168,6 @@ def sample_case(
         strata=np.concatenate(strata) if strata else np.zeros(0, dtype=np.int16),
         weights=np.concatenate(weights) if weights else np.zeros(0, dtype=np.float64),
         index=index,
-        mask_voxels=int(mask.sum()),
     )
 
 

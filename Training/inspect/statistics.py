@@ -113,7 +113,8 @@ def summarise_case(
     voxel_mm = float(np.prod(spacing))
     names = tuple(images)
     inside = mask.ravel()
-    step = max(1, int(inside.sum()) // EXACT_VOXELS)
+    mask_voxels = int(np.count_nonzero(inside))
+    step = max(1, mask_voxels // EXACT_VOXELS)
     columns = [image.ravel()[inside][::step].astype(np.float64) for image in images.values()]
     intensity = {name: _intensity(values) for name, values in zip(names, columns, strict=True)}
     correlation = correlation_matrix(np.stack(columns, axis=1)) if columns else []
@@ -137,7 +138,7 @@ def summarise_case(
         spacing=spacing,
         orientation="".join(aff2axcodes(geometry.ijk_to_ras))[:dims],
         mask_mode=mask_mode,
-        mask_voxels=int(mask.sum()),
+        mask_voxels=mask_voxels,
         sequences=names,
         intensity=intensity,
         correlation=correlation,

@@ -55,16 +55,15 @@ from Training.sampling import (
     TrainingCase,
     seed_worker,
 )
+from unetseg.engine.backends.torch_runner import TorchRunner
 from unetseg.engine.device import select_device
-from unetseg.engine.inference.precision import resolve_autocast
+from unetseg.engine.inference.precision import autocast, resolve_autocast
 from unetseg.engine.inference.window_spec import WindowSpec
 from unetseg.engine.network import UNet
 
 logger = logging.getLogger(__name__)
 #: Training's mixed-precision policy: bf16 where the hardware has it (no loss scaling).
 TRAINING_AUTOCAST = {"cpu_bf16": True, "prefer_bf16": True}
-#: Validation runs in the training's autocast dtype.
-_AMP_MODE = {None: "off", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 CHECKPOINT_FORMAT = "unetseg-training-checkpoint"
 LAST, BEST = "last.safetensors", "best.safetensors"
@@ -162,6 +161,10 @@ class Trainer:
         self.loss_fn = build_loss(training.loss, config.activation, network["deep_supervision"])
         self.out_channels = int(network["out_channels"])
         self.labels = [(label.value, label_key(label.name)) for label in config.labels]
+        #: Validation's window (the training patch) and overlap.
+        self.window = WindowSpec.from_manifest(config.model, config.patch_size).with_overlap(
+            training.validation.overlap
+        )
 
         names = [spec.name for spec in config.inputs]
         sampler = PatchSampler(
@@ -299,10 +302,8 @@ class Trainer:
             return self.loss_fn(outputs, target)
         return self.loss_fn(outputs, target, known.to(self.device, non_blocking=True))
 
-    def _autocast(self) -> Any:
-        if self.amp_dtype is None:
-            return torch.autocast(self.device.type, enabled=False)
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+    def _autocast(self) -> contextlib.AbstractContextManager[object]:
+        return autocast(self.device, self.amp_dtype)
 
     def _train_step(
         self, images: torch.Tensor, labels: torch.Tensor, known: torch.Tensor | None = None
@@ -479,16 +480,12 @@ class Trainer:
         slice by slice)."""
         image = torch.from_numpy(np.array(case.image, dtype=np.float32))
         batch = image[None] if self.config.spatial_dims == 3 else image.permute(1, 0, 2, 3)
-        settings = self.config.training.validation
-        window = WindowSpec.from_manifest(self.config.model, self.config.patch_size)
+        batch_size = self.config.training.validation.sw_batch_size
+        # The deployment runner, in the training's autocast dtype.
+        runner = TorchRunner(self.network, self.device, self.amp_dtype, batch_size)
         with _evaluating(self.network):
-            labels = window.with_overlap(settings.overlap).infer(
-                batch,
-                self.network,
-                sw_batch_size=settings.sw_batch_size,
-                device=self.device,
-                amp=_AMP_MODE[self.amp_dtype],
-                cpu_bf16=True,
+            labels = self.window.infer(
+                batch, runner, sw_batch_size=batch_size, device=self.device, amp="off"
             )
         return labels.cpu().numpy().reshape(case.label.shape)
 
