@@ -133,6 +133,26 @@ def test_the_network_is_loaded_once_for_the_batch(brain_model, tmp_path, monkeyp
     assert len(loaded) == 1
 
 
+def test_a_case_finished_without_uncertainty_is_not_taken_as_finished_with_it(
+    brain_model, tmp_path
+):
+    """Like ``--statistics`` added on a rerun: the missing file makes the case unfinished, and
+    its existing outputs need ``overwrite``."""
+    found = [cases.Case("a", (write_case(tmp_path / "a", 0),))]
+    out = tmp_path / "out"
+    uncertain = TORCH_CPU.with_changes(uncertainty=True)
+
+    (first,) = cases.segmentCases(brain_model, found, out, options=TORCH_CPU)
+    (refused,) = cases.segmentCases(brain_model, found, out, options=uncertain)
+    (again,) = cases.segmentCases(brain_model, found, out, options=uncertain, overwrite=True)
+    (finished,) = cases.segmentCases(brain_model, found, out, options=uncertain)
+
+    assert first["status"] == "ok" and refused["status"] == "failed"
+    assert "--overwrite" in refused["error"]
+    assert (again["status"], finished["status"]) == ("ok", "skipped")
+    assert (out / "a.uncertainty.nrrd").is_file()
+
+
 def test_a_csv_of_cases_with_nifti_outputs_and_statistics(brain_model, tmp_path, capsys):
     """Relative paths are relative to the CSV; the "t1c" column chooses the T1c input of a
     file whose name matches nothing."""

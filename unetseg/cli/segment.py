@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from unetseg.cli.common import (
     add_command,
@@ -16,6 +17,9 @@ from unetseg.cli.common import (
     verbosity_option,
 )
 from unetseg.cli.progress import run_progress
+
+if TYPE_CHECKING:
+    from unetseg.engine.options import SegmentOptions
 
 #: A ``segment`` whose inference took longer than this (s) on the CPU without ``--fast``
 #: ends with a hint about ``--fast`` and GPUs.
@@ -130,8 +134,11 @@ def _overrides(pairs: Sequence[str]) -> dict[str, str]:
     return overrides
 
 
-def _check_segment_arguments(args: argparse.Namespace) -> dict[str, str]:
-    """Every check that needs no input, model or Slicer; returns the ``--map`` overrides.
+def _check_segment_arguments(
+    args: argparse.Namespace,
+) -> tuple[dict[str, str], SegmentOptions]:
+    """Every check that needs no input, model or Slicer; returns the ``--map`` overrides and
+    the run's options.
 
     Raises:
         ValueError: a bad output suffix, ``--map`` syntax, ``--overlap``, or ``--dicom-seg``
@@ -143,18 +150,18 @@ def _check_segment_arguments(args: argparse.Namespace) -> dict[str, str]:
     exports.checkSuffix("--preview", args.preview, ".png")
     exports.checkSuffix("--statistics", args.statistics, ".csv")
     overrides = _overrides(args.map)
-    segment_options(args)
+    options = segment_options(args)
     if args.dicom_seg is not None and not any(Path(p).is_dir() for p in args.input):
         raise ValueError(
             "--dicom-seg needs the reference input to be a DICOM series: give a DICOM folder "
             "as --input"
         )
-    return overrides
+    return overrides, options
 
 
 def run_segment(args: argparse.Namespace) -> int:
     """Run ``segment``."""
-    overrides = _check_segment_arguments(args)
+    overrides, options = _check_segment_arguments(args)
     require_slicer()
     if args.dicom_seg is not None:
         require_highdicom()
@@ -169,7 +176,7 @@ def run_segment(args: argparse.Namespace) -> int:
             summary=args.summary,
             preview=args.preview,
             statistics=args.statistics,
-            options=segment_options(args),
+            options=options,
             overrides=overrides,
             overwrite=args.overwrite,
             progress=progress,

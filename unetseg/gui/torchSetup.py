@@ -73,11 +73,17 @@ def ensureTorch() -> bool:
 
 def offerOpenVino(backend: str, device: str) -> bool:
     """Before a run: when it could use OpenVINO on the CPU (backend "auto" or "openvino", device
-    not CUDA) and OpenVINO is missing, ask once whether to install it. Returns False only when
-    the run cannot go on (backend "openvino" and the user declines); "auto" then uses torch."""
+    not CUDA; for backend "auto", device "auto" not finding a GPU) and OpenVINO is missing, ask
+    once whether to install it. Returns False only when the run cannot go on (backend
+    "openvino" and the user declines); "auto" then uses torch. Call after ``ensureTorch``."""
     missing = missingPackages(tuple(OPENVINO_REQUIREMENTS))
     if not missing or backend == "torch" or device.startswith("cuda"):
         return True
+    if backend == "auto":
+        from unetseg.engine.device import select_device
+
+        if select_device(device).type == "cuda":  # "auto" runs torch on the GPU
+            return True
     settings = qt.QSettings()
     if backend == "auto" and settings.value(OPENVINO_DECLINED_SETTING, False) in (True, "true"):
         return True

@@ -132,11 +132,12 @@ class CaseOutputs:
     summary: Path
     statistics: Path | None
 
-    def planned(self, package: ModelPackage) -> list[Path]:
-        """Every file of the case (sidecar and lesion table included)."""
+    def planned(self, package: ModelPackage, uncertainty: bool = False) -> list[Path]:
+        """Every file of the case (sidecar and lesion table included, and the uncertainty
+        volume with ``uncertainty``)."""
         outputs = exports.outputKinds([self.output])
         files = exports.plannedFiles(
-            outputs, package.labels, self.statistics, package.lesion_analysis
+            outputs, package.labels, self.statistics, package.lesion_analysis, uncertainty
         )
         return [*files.values(), self.summary]
 
@@ -194,6 +195,7 @@ def segmentCases(
     outputDir = Path(outputDir)
     package = model if isinstance(model, ModelPackage) else resolve_model(model)
     logic = SegmentationLogic(hostScene())
+    uncertain = options is not None and options.uncertainty
     runArguments = {
         "options": options,
         "strict": strict,
@@ -204,7 +206,7 @@ def segmentCases(
     with reserve_outputs({"batch summary": outputDir / SUMMARY_CSV}, [], overwrite=True):
         for case in cases:
             outputs = caseOutputs(outputDir, case.id, outputFormat, statistics)
-            if not overwrite and all(p.exists() for p in outputs.planned(package)):
+            if not overwrite and all(p.exists() for p in outputs.planned(package, uncertain)):
                 row = _finishedRow(case.id, outputs.summary)
             else:
                 row = _runCase(package, case, outputs, logic, overwrite, runArguments)
