@@ -32,7 +32,7 @@ def test_loading_names_and_describes_each_volume(tmp_path):
     loaded, errors = sources.load(scene, found)
     assert [item.name for item in loaded] == ["MCUCXR_0020_0"]
     node = scene.GetNodeByID(loaded[0].node_id)
-    assert node.GetAttribute(sources.DESCRIPTION_ATTRIBUTE) == "MCUCXR_0020_0.jpg"
+    assert node.GetName() == "MCUCXR_0020_0" and loaded[0].description == "MCUCXR_0020_0.jpg"
     assert len(errors) == 1 and errors[0].startswith("broken.nii.gz: ")
 
 
@@ -42,6 +42,13 @@ def test_data_folders_stay_inside_the_data_root(tmp_path):
     (tmp_path / "outside").mkdir()
     root = tmp_path / "data"
     assert sources.data_folders(root) == [".", "case1", "case1/dicom"]
+    assert sources.data_folders(root, limit=2) == [".", "case1"]
+    (root / "case1" / "link").symlink_to(tmp_path / "outside")  # offered, not walked
+    (root / "case10" / "a").mkdir(parents=True)
+    expected = [".", "case1", "case1/dicom", "case1/link", "case10", "case10/a"]
+    assert sources.data_folders(root) == expected
+    (tmp_path / ".cache" / "data" / "case2").mkdir(parents=True)  # a hidden folder above
+    assert sources.data_folders(tmp_path / ".cache" / "data") == [".", "case2"]
     assert sources.data_folders(None) == []
     assert sources.resolve_data_folder(root, "case1") == (root / "case1").resolve()
     for bad in ("../outside", "/etc", "missing"):

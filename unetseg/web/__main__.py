@@ -13,13 +13,14 @@ from pathlib import Path
 
 from unetseg.exits import run_command
 
+PROG = "python -m unetseg.web"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m unetseg.web",
+        prog=PROG,
         description="UNetSeg in the browser: load, Segment, correct, save (trame-slicer).",
     )
     parser.add_argument(
@@ -38,9 +39,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return parser
-
-
-PROG = "python -m unetseg.web"
 
 
 def main(argv: list[str] | None = None) -> int:

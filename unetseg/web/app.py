@@ -22,7 +22,13 @@ from trame_slicer.app.ui.control_button import ControlButton
 from unetseg.web import catalog, panel, saving, sources
 from unetseg.web.editing import ResultEditor
 from unetseg.web.runner import RunCancelledError, SegmentationRunner, form_options
-from unetseg.web.uploads import DEFAULT_MAX_UPLOAD_BYTES, UploadedFile, UploadError, UploadStore
+from unetseg.web.uploads import (
+    DEFAULT_MAX_UPLOAD_BYTES,
+    UploadedFile,
+    UploadError,
+    UploadStore,
+    too_large_message,
+)
 
 logger = logging.getLogger(__name__)
 PANEL = "UNetSegPanel"  # the drawer tool id of the panel
@@ -51,7 +57,7 @@ class WebApp(SegmentationApp):
         self.outputs = saving.OutputFolder(config.output)
         self.runner = SegmentationRunner(self.scene)
         self.loaded: dict[str, sources.LoadedSeries] = {}
-        self._received: list[dict] = []  # upload chunks so far
+        self._received: list[UploadedFile] = []  # the files of the upload so far
         self._received_bytes = 0
         self._pending: tuple[Any, str] | None = None  # model and reference of the run
         self._init_state()
@@ -186,11 +192,7 @@ class WebApp(SegmentationApp):
         self._load([folder], f"server folder '{self.state.us_data_folder or '.'}'")
 
     def _upload_too_large(self, total: int) -> None:
-        self._message(
-            f"Upload too large: {total / 1e6:.1f} MB, the limit is "
-            f"{self.config.max_upload_bytes / 1e6:.0f} MB",
-            "error",
-        )
+        self._message(too_large_message(total, self.config.max_upload_bytes), "error")
 
     def _upload_chunk(self, files: list[dict]) -> None:
         """Chunks of the browser's chunk loader; an empty list ends the upload.
@@ -199,15 +201,15 @@ class WebApp(SegmentationApp):
         page's own check cannot fill the server's memory with one upload)."""
         if files:
             if self._received_bytes <= self.config.max_upload_bytes:
-                self._received.extend(files)
-                self._received_bytes += sum(len(ClientFile(f).content or b"") for f in files)
+                chunk = [UploadedFile(c.name, c.content or b"") for c in map(ClientFile, files)]
+                self._received += chunk
+                self._received_bytes += sum(len(item.content) for item in chunk)
             return
         received, self._received = self._received, []
         total, self._received_bytes = self._received_bytes, 0
         try:
             self.uploads.check_sizes([total])
-            items = [ClientFile(f) for f in received]
-            folder = self.uploads.store([UploadedFile(i.name, i.content or b"") for i in items])
+            folder = self.uploads.store(received)
             self._load([folder], "upload")
         except (UploadError, FileNotFoundError) as error:
             self._message(str(error), "error")

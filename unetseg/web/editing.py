@@ -61,6 +61,7 @@ class ResultEditor:
         dims = reference.GetImageData().GetDimensions()
         self.editor.set_surface_representation_enabled(dims[2] > 1)  # no 3D for an X-ray
         self.editor.trigger_all_signals()
+        self._cancel_timer()  # measured below, after the changes made here
         self.state.update(
             {
                 "us_has_result": True,
@@ -73,6 +74,7 @@ class ResultEditor:
         self.update_table()
 
     def clear(self) -> None:
+        self._cancel_timer()
         self._result = None
         self.state.update({"us_has_result": False, "us_segments": [], "us_lesions": []})
 
@@ -97,12 +99,17 @@ class ResultEditor:
         """Re-measure shortly after the last of a burst of edits."""
         if self._result is None:
             return
-        if self._timer is not None:
-            self._timer.cancel()
+        self._cancel_timer()
         loop = asyncio.get_event_loop()
         self._timer = loop.call_later(TABLE_DELAY_SECONDS, self._update_now)
 
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def _update_now(self) -> None:
+        self._timer = None
         with self.state:
             self.update_table()
 

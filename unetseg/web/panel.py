@@ -14,6 +14,7 @@ from trame.widgets import html
 from trame.widgets import vuetify3 as v3
 
 from unetseg.engine.options import BACKENDS, DEVICES
+from unetseg.web.uploads import UPLOAD_SUFFIXES
 
 #: JavaScript run when files are chosen: refuse too large uploads before sending any byte,
 #: else send them in chunks to the server (trame-slicer's chunk loader).
@@ -29,6 +30,9 @@ if (total > us_max_upload_bytes) {
     .finally(() => { us_upload_busy = false; $event.target.value = ''; });
 }
 """
+
+#: The file picker's filter: the suffixes an upload may hold, and ``.gz`` for ``.nii.gz``.
+_UPLOAD_ACCEPT = ",".join((*UPLOAD_SUFFIXES, ".gz"))
 
 #: Attributes of the panel's form fields: dense, no room kept for hints under them.
 _COMPACT = {"density": "compact", "hide_details": True}
@@ -117,7 +121,7 @@ def build_panel(
             html.Input(
                 type="file",
                 multiple=True,
-                accept=".nii,.nii.gz,.gz,.nrrd,.mha,.dcm,.png,.jpg,.jpeg,.zip",
+                accept=_UPLOAD_ACCEPT,
                 change=_UPLOAD_JS.replace("{chunk}", upload_chunk).replace(
                     "{too_large}", upload_too_large
                 ),

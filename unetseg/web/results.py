@@ -7,6 +7,7 @@ gets label value n + 1, in the node's order) and measured with the host layer's
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,23 @@ from unetseg.host.volumes import volumeGeometry
 def segment_ids(segmentation_node: Any) -> list[str]:
     segmentation = segmentation_node.GetSegmentation()
     return [segmentation.GetNthSegmentID(n) for n in range(segmentation.GetNumberOfSegments())]
+
+
+def segment_specs(
+    segmentation_node: Any,
+    ids: list[str],
+    terminology: Mapping[str, Any] | None = None,
+) -> list[LabelSpec]:
+    """One label per segment ``ids[n]``: value n + 1 (as ``labels_from_segmentation``), the
+    segment's current name and colour, and ``terminology[segment id]`` (None when absent)."""
+    segmentation = segmentation_node.GetSegmentation()
+    specs = []
+    for value, segment_id in enumerate(ids, start=1):
+        segment = segmentation.GetSegment(segment_id)
+        r, g, b = (round(255 * c) for c in segment.GetColor())
+        codes = terminology.get(segment_id) if terminology else None
+        specs.append(LabelSpec(value, segment.GetName(), (r, g, b), codes))
+    return specs
 
 
 def labels_from_segmentation(
@@ -59,22 +77,16 @@ def segment_table(
     label) have ``id``, ``voxels``, ``volume_ml`` and ``diameter_mm``.
     """
     ids = segment_ids(segmentation_node)
-    segmentation = segmentation_node.GetSegmentation()
-    specs, colors = [], {}
-    for n, segment_id in enumerate(ids, start=1):
-        segment = segmentation.GetSegment(segment_id)
-        rgb = [round(255 * c) for c in segment.GetColor()]
-        colors[n] = "#{:02x}{:02x}{:02x}".format(*rgb)
-        specs.append({"value": n, "name": segment.GetName(), "color": rgb})
+    specs = segment_specs(segmentation_node, ids)
     labels = labels_from_segmentation(segmentation_node, reference_volume, ids)
     geometry = volumeGeometry(reference_volume)
-    lesion_values = [spec["value"] for spec in specs] if lesions and specs else None
-    statistics = segmentStatistics(labels, geometry, _label_specs(specs), lesion_values)
+    lesion_values = [spec.value for spec in specs] if lesions and specs else None
+    statistics = segmentStatistics(labels, geometry, specs, lesion_values)
     rows = [
         {
             "id": ids[row["value"] - 1],
             "name": row["name"],
-            "color": colors[row["value"]],
+            "color": "#{:02x}{:02x}{:02x}".format(*specs[row["value"] - 1].color),
             "voxels": row["voxel_count"],
             "size": formatSize(row),
         }
@@ -94,8 +106,3 @@ def segment_table(
         "lesions": lesion_rows,
         "lesion_count": statistics.get("lesion_count", 0),
     }
-
-
-def _label_specs(specs: list[dict[str, Any]]) -> list[LabelSpec]:
-    """Label specs of the segments (terminology is not needed for measuring)."""
-    return [LabelSpec(s["value"], s["name"], tuple(s["color"]), None) for s in specs]

@@ -20,7 +20,7 @@ from unetseg.host.dicom_seg import dicomSegBytes
 from unetseg.host.dicom_series import DicomSeries
 from unetseg.host.scene_io import saveSegmentation, writeSegmentationFile
 from unetseg.host.segmentation import segmentId
-from unetseg.web.results import labels_from_segmentation, segment_ids
+from unetseg.web.results import labels_from_segmentation, segment_ids, segment_specs
 
 SEG_NRRD = ".seg.nrrd"
 DICOM_SEG = ".dcm"
@@ -103,21 +103,8 @@ def dicom_seg_bytes(
     ids = segment_ids(segmentation_node)
     if not ids:
         raise ValueError("The segmentation has no segments")
-    by_id = {segmentId(spec, model_id): spec for spec in model_labels}
-    segmentation = segmentation_node.GetSegmentation()
-    specs = []
-    for value, segment_id in enumerate(ids, start=1):
-        segment = segmentation.GetSegment(segment_id)
-        known = by_id.get(segment_id)
-        r, g, b = (round(255 * c) for c in segment.GetColor())
-        specs.append(
-            LabelSpec(
-                value=value,
-                name=segment.GetName(),
-                color=(r, g, b),
-                terminology=known.terminology if known else None,
-            )
-        )
+    codes = {segmentId(spec, model_id): spec.terminology for spec in model_labels}
+    specs = segment_specs(segmentation_node, ids, codes)
     labels = labels_from_segmentation(segmentation_node, reference_volume, ids)
     return dicomSegBytes(
         labels,

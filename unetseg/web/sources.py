@@ -8,6 +8,7 @@ only ever names a sample id or a folder from ``data_folders``: it never sends a 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,6 @@ from unetseg.sampledata import get_sample, list_samples
 
 #: At most this many series are loaded from one source (a folder of 500 series is a mistake).
 MAX_SERIES = 24
-#: Node attribute holding the description shown in the series list.
-DESCRIPTION_ATTRIBUTE = "UNetSeg.Web.Description"
 
 
 @dataclass(frozen=True)
@@ -43,15 +42,23 @@ def sample_paths(sample_id: str) -> tuple[list[Path], str]:
 
 
 def data_folders(data_root: Path | None, limit: int = 500) -> list[str]:
-    """``"."`` and the sub-folders of ``data_root`` (relative, sorted), for a select box."""
+    """``"."`` and the sub-folders of ``data_root`` (relative, sorted; hidden ones and what
+    they hold left out), at most ``limit`` names, for a select box."""
     if data_root is None or not data_root.is_dir():
         return []
-    found = ["."]
-    for path in sorted(data_root.rglob("*")):
-        if len(found) >= limit:
-            break
-        if path.is_dir() and not any(part.startswith(".") for part in path.parts):
-            found.append(path.relative_to(data_root).as_posix())
+    found: list[str] = []
+    pending = [data_root]  # depth first, each folder before what it holds, names in order
+    while pending and len(found) < limit:
+        folder = pending.pop()
+        found.append(folder.relative_to(data_root).as_posix())  # "." for the root
+        if folder != data_root and folder.is_symlink():
+            continue  # a link to a folder is offered, not walked
+        try:
+            with os.scandir(folder) as entries:
+                names = sorted(e.name for e in entries if e.is_dir() and e.name[0] != ".")
+        except OSError:
+            continue
+        pending += [folder / name for name in reversed(names)]
     return found
 
 
@@ -113,12 +120,11 @@ def load(scene: Any, sources: list[Source]) -> tuple[list[LoadedSeries], list[st
     """Load every source as a volume node; returns the loaded ones and one error per failure."""
     loaded, errors = [], []
     for source in sources:
+        description = describe(source)
         try:
             node = loadSource(scene, source, source.nodeName())
         except (OSError, ValueError, RuntimeError) as error:
-            errors.append(f"{describe(source)}: {error}")
+            errors.append(f"{description}: {error}")
             continue
-        description = describe(source)
-        node.SetAttribute(DESCRIPTION_ATTRIBUTE, description)
         loaded.append(LoadedSeries(node.GetID(), node.GetName(), description, source))
     return loaded, errors

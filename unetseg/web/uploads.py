@@ -26,8 +26,10 @@ DEFAULT_MAX_UPLOAD_BYTES = 1 << 30
 #: A zip may unpack to at most this many times the upload cap (zip bombs).
 UNZIPPED_FACTOR = 4
 MAX_ZIP_ENTRIES = 20000
-#: Image files accepted as they are (DICOM files come inside a zip, or without suffix).
-IMAGE_SUFFIXES = (
+ZIP_SUFFIX = ".zip"
+#: Files an upload may hold: images, stored as they are (DICOM files also come inside a zip,
+#: with or without suffix), and zip archives, unpacked.
+UPLOAD_SUFFIXES = (
     ".nii.gz",
     ".nii",
     ".nrrd",
@@ -36,8 +38,8 @@ IMAGE_SUFFIXES = (
     ".png",
     ".jpg",
     ".jpeg",
+    ZIP_SUFFIX,
 )
-ZIP_SUFFIX = ".zip"
 
 
 class UploadError(ValueError):
@@ -60,8 +62,9 @@ def safe_name(name: str) -> str:
     return base
 
 
-def _suffix_allowed(name: str) -> bool:
-    return name.lower().endswith((*IMAGE_SUFFIXES, ZIP_SUFFIX))
+def too_large_message(total: int, limit: int) -> str:
+    """The refusal of an upload of ``total`` bytes over the ``limit``."""
+    return f"Upload too large: {total / 1e6:.1f} MB, the limit is {limit / 1e6:.0f} MB"
 
 
 class UploadStore:
@@ -82,10 +85,7 @@ class UploadStore:
         """Refuse an upload whose announced sizes already exceed the cap (before reading)."""
         total = sum(int(size) for size in sizes)
         if total > self.max_bytes:
-            raise UploadError(
-                f"Upload too large: {total / 1e6:.1f} MB, "
-                f"the limit is {self.max_bytes / 1e6:.0f} MB"
-            )
+            raise UploadError(too_large_message(total, self.max_bytes))
 
     def store(self, files: list[UploadedFile]) -> Path:
         """Save ``files`` (zip archives unpacked) into a new folder and return it.
@@ -98,7 +98,7 @@ class UploadStore:
         self.check_sizes(len(f.content) for f in files)
         names = [safe_name(f.name) for f in files]
         for name in names:
-            if not _suffix_allowed(name):
+            if not name.lower().endswith(UPLOAD_SUFFIXES):
                 raise UploadError(
                     f"'{name}' is not a supported file: upload NIfTI (.nii, .nii.gz), NRRD, "
                     "MHA, an image, or a .zip of DICOM files"
